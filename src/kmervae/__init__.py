@@ -1,0 +1,16 @@
+"""kmervae: multi-scale k-mer profiles of contigs and a VAE space built on them."""
+
+from kmervae._version import __version__
+from kmervae.io.dataset import ProfileDataset, open_dataset
+from kmervae.kmers.layout import FEATURE_LAYOUT, FeatureLayout
+from kmervae.kmers.profile import profile_fasta, profile_sequence
+
+__all__ = [
+    "FEATURE_LAYOUT",
+    "FeatureLayout",
+    "ProfileDataset",
+    "__version__",
+    "open_dataset",
+    "profile_fasta",
+    "profile_sequence",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from kmervae.cli import main
+
+sys.exit(main())

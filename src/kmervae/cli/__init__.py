@@ -1,0 +1,47 @@
+"""The ``kmervae`` command line: one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from kmervae._version import __version__
+from kmervae.cli import chop, concat, profile
+from kmervae.cli._common import setup_console_logging
+from kmervae.errors import KmervaeError
+
+SUBCOMMANDS = (profile, concat, chop)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kmervae",
+        description="Embed metagenomic contigs in a VAE space of multi-scale k-mer composition.",
+    )
+    parser.add_argument("--version", action="version", version=f"kmervae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 error, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_console_logging(args.verbose - args.quiet)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(args.run(args))
+    except KmervaeError as exc:
+        print(f"kmervae {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permissions, a vanished file
+        print(f"kmervae {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"kmervae {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        logging.shutdown()

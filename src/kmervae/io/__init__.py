@@ -1,0 +1,1 @@
+"""FASTA streaming, profile datasets (native and legacy) and atomic writes."""

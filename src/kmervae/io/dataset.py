@@ -1,0 +1,411 @@
+"""Profile datasets: the native directory format and the legacy ``.npy`` + ids pair.
+
+Native dataset (a directory)::
+
+    manifest.json     schema version, feature layout, dtype, row count, ids SHA-256,
+                      sources, tool version and provenance
+    features.npy      float32 or float16, N x F (F = 2772 for the reference layout)
+    lengths.npy       int64, N   full sequence length (never float16: it tops out at 65504)
+    ambiguous.npy     int64, N   non-ACGT bases (-1 where unknown, e.g. from legacy input)
+    gc.npy            float32, N G+C fraction of the A/C/G/T bases (NaN when there are none)
+    sources.npy       int32, N   index into manifest["sources"]
+    ids.txt           N lines, one record id each
+
+Legacy dataset: ``NAME.npy`` (float32, N x (1 + F), column 0 the length) and ``NAME.txt`` or
+``NAME.txt.gz`` (one id per line). Both are memory-mapped, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kmervae._version import __version__
+from kmervae.errors import InputError, KmervaeError
+from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
+from kmervae.io.npy import NpyStreamWriter
+from kmervae.kmers.layout import FEATURE_LAYOUT, FeatureLayout
+
+FORMAT_NAME = "kmervae-profiles"
+SCHEMA_VERSION = 1
+FEATURE_DTYPES = ("float32", "float16")
+_LEGACY_LAYOUTS = {1 + FEATURE_LAYOUT.n_features: FEATURE_LAYOUT}
+for _ks in ((5, 4, 3, 2, 1), (4,)):
+    _LEGACY_LAYOUTS[1 + FeatureLayout(_ks).n_features] = FeatureLayout(_ks)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}/manifest.json: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise InputError(f"{path}: not a kmervae profile dataset (manifest format is "
+                         f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if manifest.get("schema_version", 0) > SCHEMA_VERSION:
+        raise InputError(f"{path}: dataset schema {manifest['schema_version']} is newer than "
+                         f"this kmervae ({__version__}) reads; upgrade kmervae")
+    return manifest
+
+
+def _load_npy(path: Path, name: str) -> np.ndarray:
+    if not path.exists():
+        raise InputError(f"{name}: missing {path.name}")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+
+
+def _open_text(path: Path):  # type: ignore[no-untyped-def]
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    return open(path, "rb")  # noqa: SIM115
+
+
+def iter_id_blocks(path: Path, block_bytes: int = 8 << 20) -> Iterator[list[str]]:
+    """Ids of a one-id-per-line file (plain or gzip), in blocks of whole lines."""
+    with _open_text(path) as fh:
+        carry = b""
+        while True:
+            data = fh.read(block_bytes)
+            if not data:
+                break
+            data = carry + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            carry = data[cut + 1 :]
+            yield data[:cut].decode().split("\n")
+        if carry:
+            yield carry.decode().split("\n")
+
+
+def count_lines(path: Path) -> int:
+    n = 0
+    last = b"\n"
+    with _open_text(path) as fh:
+        while data := fh.read(16 << 20):
+            n += data.count(b"\n")
+            last = data[-1:]
+    return n + (last != b"\n")
+
+
+class ProfileDataset:
+    """A profile dataset opened for reading (memory-mapped; checks itself on open).
+
+    Attributes
+    ----------
+    path : the dataset directory (native) or the ``.npy`` file (legacy).
+    kind : ``"native"`` or ``"legacy"``.
+    layout : :class:`FeatureLayout` of the feature columns.
+    n_rows : number of records.
+    """
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        self.manifest: dict[str, Any]
+        if path.is_dir():
+            self._open_native(path)
+        else:
+            self._open_legacy(path)
+        n_ids = count_lines(self.ids_path)
+        if n_ids != self.n_rows:
+            raise InputError(f"{self.ids_path}: {n_ids} ids for {self.n_rows} profile rows")
+
+    # -- opening -----------------------------------------------------------------------
+    def _open_native(self, path: Path) -> None:
+        if not (path / "manifest.json").exists():
+            raise InputError(f"{path}: a folder without manifest.json is not a profile dataset")
+        self.kind = "native"
+        self.path = path
+        self.manifest = _read_manifest(path)
+        try:
+            self.layout = FeatureLayout.from_json(self.manifest["layout"])
+            self.n_rows = int(self.manifest["n_rows"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InputError(f"{path}/manifest.json: bad layout or row count ({exc})") from None
+        name = str(path)
+        self._features = _load_npy(path / "features.npy", name)
+        if self._features.dtype.name not in FEATURE_DTYPES:
+            raise InputError(f"{name}: features.npy has dtype {self._features.dtype}, "
+                             f"expected one of {FEATURE_DTYPES}")
+        if self._features.shape != (self.n_rows, self.layout.n_features):
+            raise InputError(f"{name}: features.npy has shape {self._features.shape}, manifest "
+                             f"says ({self.n_rows}, {self.layout.n_features})")
+        self._columns: dict[str, np.ndarray] = {}
+        for column, dtype in (("lengths", np.int64), ("ambiguous", np.int64),
+                              ("gc", np.float32), ("sources", np.int32)):
+            arr = _load_npy(path / f"{column}.npy", name)
+            if arr.shape != (self.n_rows,) or arr.dtype != dtype:
+                raise InputError(f"{name}: {column}.npy has shape {arr.shape} and dtype "
+                                 f"{arr.dtype}, expected ({self.n_rows},) {np.dtype(dtype)}")
+            self._columns[column] = arr
+        self.ids_path = path / "ids.txt"
+        if not self.ids_path.exists():
+            raise InputError(f"{name}: missing ids.txt")
+
+    def _open_legacy(self, path: Path) -> None:
+        npy = path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+        if not npy.exists():
+            raise InputError(f"{path}: no such dataset (neither a folder nor a legacy .npy)")
+        self.kind = "legacy"
+        self.path = npy
+        matrix = _load_npy(npy, str(npy))
+        if matrix.ndim != 2 or matrix.dtype != np.float32:
+            raise InputError(f"{npy}: legacy profiles must be a 2-D float32 array, got "
+                             f"{matrix.ndim}-D {matrix.dtype}")
+        layout = _LEGACY_LAYOUTS.get(matrix.shape[1])
+        if layout is None:
+            known = ", ".join(str(n) for n in sorted(_LEGACY_LAYOUTS))
+            raise InputError(f"{npy}: {matrix.shape[1]} columns matches no feature layout "
+                             f"(expected {known}: length + features)")
+        self.layout = layout
+        self.n_rows = matrix.shape[0]
+        self._matrix = matrix
+        self._features = matrix[:, 1:]
+        self._columns = {}
+        stem = npy.with_suffix("")
+        for candidate in (stem.with_suffix(".txt"), stem.with_name(stem.name + ".txt.gz")):
+            if candidate.exists():
+                self.ids_path = candidate
+                break
+        else:
+            raise InputError(f"{npy}: no ids file beside it ({stem.name}.txt or .txt.gz)")
+        self.manifest = {"format": "legacy", "n_rows": self.n_rows,
+                         "layout": self.layout.to_json(), "dtype": "float32", "sources": []}
+
+    # -- columns -----------------------------------------------------------------------
+    @property
+    def features(self) -> np.ndarray:
+        """Memory-mapped features, N x F (float32 or float16; legacy: a strided view)."""
+        return self._features
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._features.dtype
+
+    def lengths(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """int64 sequence lengths of rows ``start:stop``."""
+        if self.kind == "native":
+            return np.asarray(self._columns["lengths"][start:stop])
+        return self._matrix[start:stop, 0].astype(np.int64)
+
+    def gc(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """float32 G+C fraction of rows ``start:stop`` (legacy: the C/G 1-mer column)."""
+        if self.kind == "native":
+            return np.asarray(self._columns["gc"][start:stop])
+        if 1 not in self.layout.ks:
+            return np.full(len(range(*slice(start, stop).indices(self.n_rows))), np.nan,
+                           np.float32)
+        col = self.layout.group_slice(1).start + 1
+        gc = self._features[start:stop, col].astype(np.float32)
+        lone = self._features[start:stop, col - 1] + self._features[start:stop, col] == 0
+        gc[lone] = np.nan
+        return gc
+
+    def ambiguous(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """int64 ambiguous-base counts of rows ``start:stop`` (-1: unknown)."""
+        if self.kind == "native":
+            return np.asarray(self._columns["ambiguous"][start:stop])
+        return np.full(len(range(*slice(start, stop).indices(self.n_rows))), -1, np.int64)
+
+    def sources(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """int32 index into :attr:`source_names` of rows ``start:stop`` (-1: unknown)."""
+        if self.kind == "native":
+            return np.asarray(self._columns["sources"][start:stop])
+        return np.full(len(range(*slice(start, stop).indices(self.n_rows))), -1, np.int32)
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.get("name", s.get("path", "?")) for s in self.manifest.get("sources", [])]
+
+    def iter_ids(self, block_bytes: int = 8 << 20) -> Iterator[list[str]]:
+        """Ids in row order, in blocks (never all in memory at once)."""
+        return iter_id_blocks(self.ids_path, block_bytes)
+
+    def ids(self) -> list[str]:
+        """All ids as one list (loads them: use :meth:`iter_ids` for big datasets)."""
+        return [i for block in self.iter_ids() for i in block]
+
+    def verify_ids(self) -> None:
+        """Check ids against the manifest checksum (native datasets)."""
+        expected = self.manifest.get("ids_sha256")
+        if not expected:
+            return
+        digest = hashlib.sha256()
+        with _open_text(self.ids_path) as fh:
+            while data := fh.read(16 << 20):
+                digest.update(data)
+        if digest.hexdigest() != expected:
+            raise InputError(f"{self.ids_path}: ids do not match the manifest checksum "
+                             "(file changed or belongs to another dataset)")
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __repr__(self) -> str:
+        return (f"ProfileDataset({str(self.path)!r}, kind={self.kind}, rows={self.n_rows}, "
+                f"features={self.layout.n_features}, dtype={self.dtype})")
+
+
+def open_dataset(path: str | Path) -> ProfileDataset:
+    """Open a native dataset directory or a legacy ``NAME.npy`` (+ ``NAME.txt[.gz]``)."""
+    return ProfileDataset(path)
+
+
+def legacy_paths(path: str | Path) -> tuple[Path, Path]:
+    """The ``(NAME.npy, NAME.txt)`` pair for a legacy output named ``NAME`` or ``NAME.npy``."""
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix == ".npy" else path
+    return stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".txt")
+
+
+class DatasetWriter:
+    """Stream rows into a new dataset that appears only when :meth:`close` succeeds.
+
+    ``fmt="native"`` writes a dataset directory, ``fmt="legacy"`` the ``NAME.npy`` +
+    ``NAME.txt`` pair (float32 only). Use as a context manager: an exception discards
+    everything written.
+    """
+
+    def __init__(self, path: str | Path, layout: FeatureLayout = FEATURE_LAYOUT,
+                 dtype: str = "float32", fmt: str = "native", overwrite: bool = False):
+        if dtype not in FEATURE_DTYPES:
+            raise KmervaeError(f"unsupported feature dtype {dtype!r} (use float32 or float16)")
+        if fmt not in ("native", "legacy"):
+            raise KmervaeError(f"unknown dataset format {fmt!r} (use native or legacy)")
+        if fmt == "legacy" and dtype != "float32":
+            raise KmervaeError("the legacy format is float32 only (drop --dtype or use "
+                               "--format native)")
+        self.layout = layout
+        self.dtype = dtype
+        self.fmt = fmt
+        self.n_rows = 0
+        self._ids_digest = hashlib.sha256()
+        self.sources: list[dict[str, Any]] = []
+        if fmt == "native":
+            self.path = Path(path)
+            check_writable(self.path, overwrite)
+            self.tmp = temporary_name(self.path)
+            remove_path(self.tmp)
+            self.tmp.mkdir()
+            f = layout.n_features
+            self._features = NpyStreamWriter(self.tmp / "features.npy", np.dtype(dtype), (f,))
+            self._lengths = NpyStreamWriter(self.tmp / "lengths.npy", np.int64)
+            self._ambiguous = NpyStreamWriter(self.tmp / "ambiguous.npy", np.int64)
+            self._gc = NpyStreamWriter(self.tmp / "gc.npy", np.float32)
+            self._sources = NpyStreamWriter(self.tmp / "sources.npy", np.int32)
+            self._ids = open(self.tmp / "ids.txt", "wb")  # noqa: SIM115
+        else:
+            self.npy_path, self.ids_final = legacy_paths(path)
+            check_writable(self.npy_path, overwrite)
+            check_writable(self.ids_final, overwrite)
+            self.path = self.npy_path
+            self._tmp_npy = temporary_name(self.npy_path)
+            self._tmp_ids = temporary_name(self.ids_final)
+            self._matrix = NpyStreamWriter(self._tmp_npy, np.float32, (1 + layout.n_features,))
+            self._ids = open(self._tmp_ids, "wb")  # noqa: SIM115
+
+    @property
+    def directory(self) -> Path:
+        """Where side files (log, provenance) go: the temporary dataset dir, or beside."""
+        return self.tmp if self.fmt == "native" else self.npy_path.parent
+
+    def ids_file(self) -> Path:
+        """The ids written so far (flushed), for checks before the dataset is closed."""
+        self._ids.flush()
+        return self.tmp / "ids.txt" if self.fmt == "native" else self._tmp_ids
+
+    def add_source(self, info: dict[str, Any]) -> int:
+        self.sources.append(info)
+        return len(self.sources) - 1
+
+    def append(self, features: np.ndarray, lengths: np.ndarray, ids: list[str],
+               gc: np.ndarray | None = None, ambiguous: np.ndarray | None = None,
+               sources: np.ndarray | int = -1) -> None:
+        """Append ``n`` rows: features (n x F), lengths (n,), ids (n), optional columns."""
+        n = features.shape[0]
+        if len(ids) != n or lengths.shape != (n,):
+            raise ValueError(f"append: {n} feature rows, {len(ids)} ids, "
+                             f"{lengths.shape} lengths")
+        if n == 0:
+            return
+        text = ("\n".join(ids) + "\n").encode()
+        self._ids_digest.update(text)
+        self._ids.write(text)
+        if self.fmt == "native":
+            self._features.write(features)
+            self._lengths.write(lengths)
+            self._ambiguous.write(np.full(n, -1, np.int64) if ambiguous is None else ambiguous)
+            self._gc.write(np.full(n, np.nan, np.float32) if gc is None else gc)
+            self._sources.write(np.broadcast_to(np.asarray(sources, np.int32), (n,)))
+        else:
+            block = np.empty((n, 1 + self.layout.n_features), np.float32)
+            block[:, 0] = lengths
+            block[:, 1:] = features
+            self._matrix.write(block)
+        self.n_rows += n
+
+    def close(self, provenance: dict[str, Any] | None = None) -> Path:
+        """Finish the files and move them into place; returns the dataset path."""
+        self._ids.close()
+        manifest = {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "kmervae_version": __version__,
+            "n_rows": self.n_rows,
+            "n_features": self.layout.n_features,
+            "dtype": self.dtype,
+            "layout": self.layout.to_json(),
+            "ids_sha256": self._ids_digest.hexdigest(),
+            "sources": self.sources,
+            "provenance": provenance or {},
+        }
+        if self.fmt == "native":
+            for writer in (self._features, self._lengths, self._ambiguous, self._gc,
+                           self._sources):
+                writer.close()
+            tmp_manifest = self.tmp / "manifest.json"
+            tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+            replace_path(self.tmp, self.path)
+            return self.path
+        self._matrix.close()
+        replace_path(self._tmp_ids, self.ids_final)
+        replace_path(self._tmp_npy, self.npy_path)
+        side = self.npy_path.with_suffix(".json")
+        tmp_side = temporary_name(side)
+        tmp_side.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp_side, side)
+        return self.npy_path
+
+    def abort(self) -> None:
+        """Discard everything written so far."""
+        self._ids.close()
+        if self.fmt == "native":
+            remove_path(self.tmp)
+        else:
+            self._matrix.abort()
+            remove_path(self._tmp_ids)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if exc_type is not None:
+            self.abort()
+
+
+def iter_row_blocks(n_rows: int, block_rows: int) -> Iterable[tuple[int, int]]:
+    for start in range(0, n_rows, block_rows):
+        yield start, min(start + block_rows, n_rows)

@@ -1,0 +1,210 @@
+"""Stream FASTA bytes as *segments*: runs of whole records, fed block by block.
+
+A reader thread (which also decompresses and hashes) cuts the decompressed stream at record
+starts. A segment is a queue of byte blocks that together hold whole records; a record
+longer than one block simply makes a longer segment, fed while it is consumed, so memory
+stays bounded by a few blocks whatever the record or file size. Segments can be profiled
+independently and in parallel; results are put back in input order by the consumer.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from kmervae.errors import InputError
+from kmervae.io.streams import InputStats, open_input, read_exactly
+
+BLOCK_SIZE = 4 << 20
+_END = object()
+
+
+@dataclass
+class Segment:
+    """Blocks of whole FASTA records, in order; iterate to consume them as they arrive."""
+
+    index: int
+    source: str
+    blocks: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=4))
+
+    def __iter__(self) -> Iterator[tuple[bytes, bool]]:
+        """Yield ``(block, at_eof)``; ``at_eof`` is true for the last block of the file."""
+        while True:
+            item = self.blocks.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def _describe_start(head: bytes, name: str) -> InputError | None:
+    stripped = head.lstrip()
+    if not stripped:
+        return None
+    first = stripped[:1]
+    if first == b">":
+        return None
+    if first == b"@":
+        return InputError(f"{name}: not FASTA (starts with '@': FASTQ? convert it to FASTA first)")
+    if b"\x00" in head[:512] or any(b > 127 for b in head[:64]):
+        return InputError(f"{name}: not FASTA (binary data)")
+    shown = stripped[:20].decode("ascii", "replace").splitlines()[0]
+    return InputError(f"{name}: not FASTA (first line starts with {shown!r}, expected '>')")
+
+
+class SegmentReader:
+    """Read one input in a background thread and hand out :class:`Segment` objects.
+
+    Usage::
+
+        reader = SegmentReader(path)
+        for segment in reader:        # in input order
+            ...                       # consume each segment (possibly in another thread)
+        reader.stats                  # raw byte count, SHA-256, compression
+    """
+
+    def __init__(self, path: str | Path, block_size: int = BLOCK_SIZE, max_pending: int = 4):
+        self.path = path
+        self.block_size = block_size
+        self._stream: BinaryIO
+        self._stream, self.stats = open_input(path)
+        self._segments: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kmervae-reader", daemon=True)
+        self._thread.start()
+
+    @property
+    def name(self) -> str:
+        return self.stats.name
+
+    def _put(self, q: queue.Queue, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _new_segment(self, index: int) -> Segment | None:
+        seg = Segment(index=index, source=self.stats.name)
+        return seg if self._put(self._segments, seg) else None
+
+    def _run(self) -> None:
+        seg: Segment | None = None
+        try:
+            seg = self._new_segment(0)
+            n_segments = 1
+            carry = b""
+            first = True
+            while seg is not None:
+                data = read_exactly(self._stream, self.block_size, self.stats)
+                if first:
+                    first_text = data
+                    while first_text.isspace() and len(first_text) < (1 << 24):
+                        more = read_exactly(self._stream, self.block_size, self.stats)
+                        if not more:
+                            break
+                        first_text += more
+                    data = first_text
+                    if not data.strip():
+                        what = "empty file" if not data else "no FASTA records (only blank space)"
+                        raise InputError(f"{self.stats.name}: {what}")
+                    problem = _describe_start(data[:4096], self.stats.name)
+                    if problem is not None:
+                        raise problem
+                    first = False
+                buf = carry + data if carry else data
+                if not data:  # end of input
+                    if buf and not self._put(seg.blocks, (buf, True)):
+                        return
+                    self._put(seg.blocks, _END)
+                    break
+                cut = buf.rfind(b"\n>")
+                if cut >= 0:
+                    if not self._put(seg.blocks, (buf[: cut + 1], False)):
+                        return
+                    carry = buf[cut + 1 :]
+                    self._put(seg.blocks, _END)
+                    seg = self._new_segment(n_segments)
+                    n_segments += 1
+                elif buf[:1] == b">" and b"\n" not in buf:
+                    carry = buf  # a header longer than one block: keep reading
+                else:
+                    if not self._put(seg.blocks, (buf, False)):
+                        return
+                    carry = b""
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            if seg is not None:
+                self._put(seg.blocks, exc)
+            else:
+                err = Segment(index=-1, source=self.stats.name)
+                err.blocks.put(exc)
+                self._put(self._segments, err)
+        finally:
+            self._put(self._segments, _END)
+            self._stream.close()
+
+    def __iter__(self) -> Iterator[Segment]:
+        while True:
+            item = self._segments.get()
+            if item is _END:
+                return
+            yield item
+
+    def close(self) -> None:
+        """Stop the reader thread (safe to call at any time, also after an error)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def read_fasta_records(path: str | Path) -> Iterator[tuple[str, str, bytes]]:
+    """Yield ``(id, header, sequence)`` of each record, whole records in memory.
+
+    For tools that need the full sequence (chopping genomes); profiling streams instead.
+    """
+    stream, stats = open_input(path)
+    header: str | None = None
+    parts: list[bytes] = []
+    seen = False
+    with stream:
+        carry = b""
+        while True:
+            data = read_exactly(stream, BLOCK_SIZE, stats)
+            if not seen and data:
+                problem = _describe_start(data[:4096], stats.name)
+                if problem is not None:
+                    raise problem
+            text = carry + data
+            lines = text.split(b"\n")
+            carry = lines.pop() if data else b""
+            for line in lines:
+                line = line.rstrip(b"\r")
+                if line.startswith(b">"):
+                    if header is not None:
+                        yield _record(header, parts, stats.name)
+                    header = line[1:].decode(errors="replace").strip()
+                    parts = []
+                    seen = True
+                elif header is not None:
+                    parts.append(line.strip())
+                elif line.strip():
+                    raise InputError(f"{stats.name}: sequence text before the first '>' header")
+            if not data:
+                break
+    if header is not None:
+        yield _record(header, parts, stats.name)
+    elif not seen:
+        raise InputError(f"{stats.name}: no FASTA records")
+
+
+def _record(header: str, parts: list[bytes], name: str) -> tuple[str, str, bytes]:
+    ident = header.split(None, 1)[0] if header.split() else ""
+    if not ident:
+        raise InputError(f"{name}: header '>' with an empty id")
+    return ident, header, b"".join(parts)

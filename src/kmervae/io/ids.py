@@ -1,0 +1,109 @@
+"""Duplicate-id detection with memory that does not grow with the dataset.
+
+Each id is hashed (64 bit) as rows are written; ``(hash, row, source)`` triples go to 64
+bucket files on disk chosen by the hash's top bits. At the end each bucket is sorted on its
+own, equal hashes are confirmed against the real ids, and the first duplicate is reported
+with the files it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kmervae.errors import InputError
+
+if TYPE_CHECKING:
+    from kmervae.io.dataset import DatasetWriter
+
+_BUCKET_BITS = 6
+_RECORD = np.dtype([("hash", "<u8"), ("row", "<i8"), ("source", "<i4")])
+
+
+def id_hashes(ids: list[str]) -> np.ndarray:
+    """uint64 hash of each id, stable across processes (first 8 bytes of BLAKE2b)."""
+    out = np.empty(len(ids), np.uint64)
+    for i, ident in enumerate(ids):
+        out[i] = int.from_bytes(hashlib.blake2b(ident.encode(), digest_size=8).digest(), "little")
+    return out
+
+
+class IdRegistry:
+    """Collect ids as they are written; :meth:`check_duplicates` raises on the first repeat."""
+
+    def __init__(self, parent: Path):
+        self._dir = Path(tempfile.mkdtemp(prefix=".kmervae-ids-", dir=parent))
+        self._files = [open(self._dir / f"{b:02x}.bin", "wb")  # noqa: SIM115
+                       for b in range(1 << _BUCKET_BITS)]
+
+    def add(self, ids: list[str], first_row: int, source: int) -> None:
+        rec = np.empty(len(ids), _RECORD)
+        rec["hash"] = id_hashes(ids)
+        rec["row"] = np.arange(first_row, first_row + len(ids))
+        rec["source"] = source
+        bucket = (rec["hash"] >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+        order = np.argsort(bucket, kind="stable")
+        rec, bucket = rec[order], bucket[order]
+        bounds = np.searchsorted(bucket, np.arange((1 << _BUCKET_BITS) + 1))
+        for b in range(1 << _BUCKET_BITS):
+            if bounds[b + 1] > bounds[b]:
+                self._files[b].write(rec[bounds[b] : bounds[b + 1]].tobytes())
+
+    def candidate_rows(self) -> dict[int, list[tuple[int, int]]]:
+        """Rows whose id hash is shared, grouped by hash: {hash: [(row, source), ...]}."""
+        for fh in self._files:
+            fh.flush()
+        groups: dict[int, list[tuple[int, int]]] = {}
+        for b in range(1 << _BUCKET_BITS):
+            rec = np.fromfile(self._dir / f"{b:02x}.bin", dtype=_RECORD)
+            if len(rec) < 2:
+                continue
+            rec = rec[np.argsort(rec["hash"], kind="stable")]
+            same = rec["hash"][1:] == rec["hash"][:-1]
+            if not same.any():
+                continue
+            dup = np.zeros(len(rec), bool)
+            dup[1:] |= same
+            dup[:-1] |= same
+            for h, row, src in rec[dup].tolist():
+                groups.setdefault(h, []).append((row, src))
+        return groups
+
+    def check_duplicates(self, writer: DatasetWriter, prefixed: bool) -> None:
+        groups = self.candidate_rows()
+        if not groups:
+            return
+        wanted = {row: src for rows in groups.values() for row, src in rows}
+        found: dict[str, list[tuple[int, int]]] = {}
+        row = 0
+        with open(writer.ids_file(), "rb") as fh:
+            for line in fh:
+                if row in wanted:
+                    found.setdefault(line.rstrip(b"\n").decode(), []).append((row, wanted[row]))
+                row += 1
+        dups = [(rows[0][0], ident, rows) for ident, rows in found.items() if len(rows) > 1]
+        if not dups:
+            return  # hash collisions only
+        _, ident, rows = min(dups)
+        names = writer.sources
+        files = sorted({names[src]["name"] for _, src in rows})
+        where = f"within {files[0]}" if len(files) == 1 else "in " + " and ".join(files)
+        hint = "" if prefixed else "; use --prefix-ids to prefix each id with its file's stem"
+        more = f" ({len(dups) - 1} more repeated ids)" if len(dups) > 1 else ""
+        raise InputError(f"duplicate record id {ident!r} ({len(rows)} times, {where}){more}{hint}")
+
+    def close(self) -> None:
+        for fh in self._files:
+            fh.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> IdRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,69 @@
+"""Streaming writer of standard ``.npy`` files whose row count is known only at the end.
+
+The header is reserved at a fixed size and rewritten on close, so rows go straight to disk
+and memory stays flat; the result is an ordinary ``.npy`` that ``np.load(mmap_mode="r")``
+reads.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+_HEADER_BYTES = 128  # total header size, a multiple of 64 as the format recommends
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    text = f"{{'descr': {dtype.str!r}, 'fortran_order': False, 'shape': {shape!r}, }}"
+    room = _HEADER_BYTES - 10 - 1
+    if len(text) > room:
+        raise ValueError(f"npy header too long for shape {shape}")
+    body = (text + " " * (room - len(text)) + "\n").encode("latin1")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body
+
+
+class NpyStreamWriter:
+    """Append rows of a fixed trailing shape to an ``.npy`` file.
+
+    Parameters
+    ----------
+    path : file to create (overwritten).
+    dtype : element type of the array.
+    row_shape : shape of one row, e.g. ``(2772,)`` for a matrix, ``()`` for a vector.
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype | type, row_shape: tuple[int, ...] = ()):
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self.row_shape = tuple(row_shape)
+        self.n_rows = 0
+        self._fh: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._fh.write(_npy_header(self.dtype, (0, *self.row_shape)))
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append ``rows`` (shape ``(n, *row_shape)``), converting to the file's dtype."""
+        if self._fh is None:
+            raise ValueError(f"{self.path} is closed")
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"rows of shape {rows.shape[1:]} for {self.path}, "
+                             f"expected {self.row_shape}")
+        data = np.ascontiguousarray(rows, dtype=self.dtype)
+        self._fh.write(memoryview(data).cast("B"))
+        self.n_rows += rows.shape[0]
+
+    def close(self) -> None:
+        if self._fh is None:
+            return
+        self._fh.seek(0)
+        self._fh.write(_npy_header(self.dtype, (self.n_rows, *self.row_shape)))
+        self._fh.close()
+        self._fh = None
+
+    def abort(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,118 @@
+"""Open plain or compressed input by magic bytes, hashing the raw bytes as they are read."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import lzma
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from kmervae.errors import InputError
+
+MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+
+
+def detect_compression(head: bytes) -> str:
+    """Compression named by the first bytes of a file: gzip, bzip2, xz, zstd or plain."""
+    for magic, name in MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return "plain"
+
+
+@dataclass
+class InputStats:
+    """What was read of one input: raw (compressed) byte count and SHA-256."""
+
+    name: str
+    raw_bytes: int = 0
+    sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
+    compression: str = "plain"
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, raw: BinaryIO, stats: InputStats):
+        self._raw = raw
+        self._stats = stats
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            view = memoryview(buffer)[:n]
+            self._stats.sha256.update(view)
+            self._stats.raw_bytes += n
+        return n or 0
+
+    def close(self) -> None:
+        if self._raw is not sys.stdin.buffer:
+            self._raw.close()
+        super().close()
+
+
+def display_name(path: str | Path) -> str:
+    return "<stdin>" if str(path) == "-" else str(path)
+
+
+def open_input(path: str | Path, buffer_size: int = 1 << 20) -> tuple[BinaryIO, InputStats]:
+    """Open ``path`` (``-`` for stdin) for reading decompressed bytes.
+
+    The compression is detected from magic bytes, never from the file name. Returns the
+    decompressed binary stream and an :class:`InputStats` that fills in as it is read.
+    """
+    name = display_name(path)
+    stats = InputStats(name=name)
+    try:
+        raw: BinaryIO = sys.stdin.buffer if name == "<stdin>" else open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory, not a FASTA file") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    buffered = io.BufferedReader(_HashingReader(raw, stats), buffer_size=buffer_size)
+    stats.compression = detect_compression(buffered.peek(8)[:8])
+    stream: BinaryIO
+    if stats.compression == "gzip":
+        from isal import igzip
+
+        stream = igzip.IGzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+    elif stats.compression == "bzip2":
+        stream = bz2.BZ2File(buffered, "rb")  # type: ignore[assignment]
+    elif stats.compression == "xz":
+        stream = lzma.LZMAFile(buffered, "rb")  # type: ignore[assignment]
+    elif stats.compression == "zstd":
+        import zstandard
+
+        stream = zstandard.ZstdDecompressor().stream_reader(  # type: ignore[assignment]
+            buffered, read_across_frames=True, closefd=True
+        )
+    else:
+        stream = buffered  # type: ignore[assignment]
+    return stream, stats
+
+
+def read_exactly(stream: BinaryIO, n: int, stats: InputStats) -> bytes:
+    """``stream.read(n)`` that turns decompression failures into one clear error."""
+    try:
+        return stream.read(n)
+    except EOFError:
+        raise InputError(f"{stats.name}: truncated {stats.compression} stream "
+                         "(the file ends before the compressed data does)") from None
+    except (OSError, lzma.LZMAError, ValueError) as exc:
+        if stats.compression == "plain":
+            raise InputError(f"{stats.name}: read failed: {exc}") from None
+        raise InputError(f"{stats.name}: corrupt {stats.compression} data ({exc})") from None
+    except Exception as exc:  # zstandard.ZstdError and relatives
+        raise InputError(f"{stats.name}: corrupt {stats.compression} data ({exc})") from None

@@ -1,0 +1,1 @@
+"""Canonical k-mer tables, numba kernels and profile assembly."""
