@@ -8,6 +8,7 @@ rows stream to disk in input order with flat memory.
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -31,40 +32,79 @@ _CMAP = K.canonical_maps()
 _ROWS_PER_BUFFER = 512
 
 
+class BufferPool:
+    """Reusable row buffers (features float32 512 x 2772, meta int64 512 x 4).
+
+    Recycling them after each write avoids faulting in fresh pages for every segment.
+    """
+
+    def __init__(self) -> None:
+        self._free: queue.SimpleQueue[tuple[np.ndarray, np.ndarray]] = queue.SimpleQueue()
+
+    def get(self) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            return (np.empty((_ROWS_PER_BUFFER, K.N_FEATURES), np.float32),
+                    np.empty((_ROWS_PER_BUFFER, K.META_COLUMNS), np.int64))
+
+    def put(self, buffers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for pair in buffers:
+            self._free.put(pair)
+
+
 @dataclass
 class SegmentResult:
-    """Rows of one segment: features float32 (n x 2772), meta int64 (n x 4), ids."""
+    """Rows of one segment, in buffer-sized chunks of (features float32 n x 2772,
+    meta int64 n x 4), and their ids."""
 
-    features: np.ndarray
-    meta: np.ndarray
+    chunks: list[tuple[np.ndarray, np.ndarray]]
     ids: list[str]
+    buffers: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     error: InputError | None = None
-    error_record: int = 0  # records of this segment before the one that failed
+    error_record: int = 0  # 1-based record of this segment where the error is
+
+    @property
+    def features(self) -> np.ndarray:
+        return np.concatenate([f for f, _ in self.chunks]) if self.chunks else \
+            np.empty((0, K.N_FEATURES), np.float32)
+
+    @property
+    def meta(self) -> np.ndarray:
+        return np.concatenate([m for _, m in self.chunks]) if self.chunks else \
+            np.empty((0, K.META_COLUMNS), np.int64)
 
 
-@dataclass
 class _Buffers:
-    feats: list[np.ndarray] = field(default_factory=list)
-    metas: list[np.ndarray] = field(default_factory=list)
-    fill: int = 0
-
-    def __post_init__(self) -> None:
+    def __init__(self, pool: BufferPool):
+        self.pool = pool
+        self.taken: list[tuple[np.ndarray, np.ndarray]] = []
+        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.fill = 0
         self.grow()
 
     def grow(self) -> None:
-        self.feats.append(np.empty((_ROWS_PER_BUFFER, K.N_FEATURES), np.float32))
-        self.metas.append(np.empty((_ROWS_PER_BUFFER, K.META_COLUMNS), np.int64))
+        if self.taken:
+            self._seal()
+        self.taken.append(self.pool.get())
         self.fill = 0
 
-    def views(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.feats[-1][self.fill :], self.metas[-1][self.fill :]
+    def _seal(self) -> None:
+        feats, meta = self.taken[-1]
+        if self.fill:
+            self.chunks.append((feats[: self.fill], meta[: self.fill]))
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        self.feats[-1] = self.feats[-1][: self.fill]
-        self.metas[-1] = self.metas[-1][: self.fill]
-        if len(self.feats) == 1:
-            return self.feats[0], self.metas[0]
-        return np.concatenate(self.feats), np.concatenate(self.metas)
+    def views(self) -> tuple[np.ndarray, np.ndarray]:
+        feats, meta = self.taken[-1]
+        return feats[self.fill :], meta[self.fill :]
+
+    def full(self) -> bool:
+        return self.fill == _ROWS_PER_BUFFER
+
+    def result(self, ids: list[str], error: InputError | None = None,
+               error_record: int = 0) -> SegmentResult:
+        self._seal()
+        return SegmentResult(self.chunks, ids, self.taken, error, error_record)
 
 
 def _decode_ids(buf: bytes, spans: np.ndarray, n: int, source: str) -> list[str]:
@@ -77,7 +117,8 @@ def _decode_ids(buf: bytes, spans: np.ndarray, n: int, source: str) -> list[str]
     return out
 
 
-def profile_segment(segment: Segment | Sequence[tuple[bytes, bool]], source: str = "") -> SegmentResult:
+def profile_segment(segment: Segment | Sequence[tuple[bytes, bool]], source: str = "",
+                    pool: BufferPool | None = None) -> SegmentResult:
     """Profile the records of one segment (an iterable of ``(block, at_eof)`` byte blocks).
 
     Errors in the data are returned in the result (with the record index at which they
@@ -85,7 +126,7 @@ def profile_segment(segment: Segment | Sequence[tuple[bytes, bool]], source: str
     """
     state = K.new_state()
     work = np.zeros(K.WORK_SIZE, np.int64)
-    out = _Buffers()
+    out = _Buffers(pool or BufferPool())
     spans = np.empty((_ROWS_PER_BUFFER + 1, 2), np.int64)
     ids: list[str] = []
     n_rows = 0
@@ -110,17 +151,14 @@ def profile_segment(segment: Segment | Sequence[tuple[bytes, bool]], source: str
                 K.SCAN_HEADER_CUT: "header line cut off (file truncated?)",
                 K.SCAN_TEXT_BEFORE_HEADER: "sequence text before the first '>' header",
             }[status]
-            feats_done, meta_done = out.result()
-            return SegmentResult(feats_done, meta_done, ids[:n_rows],
-                                 InputError(message), error_record=record)
+            return out.result(ids[:n_rows], InputError(message), record)
     if state[K.ST_OPEN]:
-        if out.fill == _ROWS_PER_BUFFER:
+        if out.full():
             out.grow()
         feats, meta = out.views()
         K.finish_record(state, work, _CMAP, feats, meta, 0)
         out.fill += 1
-    feats_done, meta_done = out.result()
-    return SegmentResult(feats_done, meta_done, ids)
+    return out.result(ids)
 
 
 def profile_sequence(sequence: str | bytes) -> np.ndarray:
@@ -187,8 +225,9 @@ def profile_fasta(
     if on_writer is not None:
         on_writer(writer)
     registry = IdRegistry(writer.path.parent)
+    pool = BufferPool()
     counts = {"records": 0, "short": 0, "no_kmers": 0, "bases": 0}
-    with writer, registry, ThreadPoolExecutor(max_workers=threads) as pool:
+    with writer, registry, ThreadPoolExecutor(max_workers=threads) as pool_exec:
         for path in inputs:
             reader = SegmentReader(path)
             name = reader.name
@@ -206,13 +245,14 @@ def profile_fasta(
                         _write_result(result, writer, registry, counts, min_length,
                                       source_index, name, stem if prefix_ids else None,
                                       counts["records"])
+                        pool.put(result.buffers)
                         if progress is not None:
                             raw = reader.stats.raw_bytes
                             progress(raw - consumed)
                             consumed = raw
 
                 for segment in reader:
-                    pending.append(pool.submit(profile_segment, segment, name))
+                    pending.append(pool_exec.submit(profile_segment, segment, name, pool))
                     drain(2 * threads)
                 drain(0)
             finally:
@@ -245,23 +285,25 @@ def _file_stem(name: str) -> str:
 def _write_result(result: SegmentResult, writer: DatasetWriter, registry: IdRegistry,
                   counts: dict[str, int], min_length: int, source_index: int, name: str,
                   prefix: str | None, records_before: int) -> None:
-    meta = result.meta
-    n = meta.shape[0]
-    counts["records"] += n
-    counts["bases"] += int(meta[:, K.META_LENGTH].sum())
-    counts["no_kmers"] += int(np.count_nonzero(meta[:, K.META_ACGT] < 6))
     ids = result.ids if prefix is None else [f"{prefix}_{i}" for i in result.ids]
-    if n:
-        keep = meta[:, K.META_LENGTH] >= min_length
-        n_keep = int(keep.sum())
-        counts["short"] += n - n_keep
-        feats = result.features
-        if n_keep < n:
-            feats, meta = feats[keep], meta[keep]
-            ids = [i for i, k in zip(ids, keep.tolist(), strict=True) if k]
-        if n_keep:
-            registry.add(ids, writer.n_rows, source_index)
-            writer.append(feats, meta[:, K.META_LENGTH], ids, gc=_gc_fraction(meta),
+    first = 0
+    for feats, meta in result.chunks:
+        n = meta.shape[0]
+        chunk_ids = ids[first : first + n]
+        first += n
+        counts["records"] += n
+        counts["bases"] += int(meta[:, K.META_LENGTH].sum())
+        counts["no_kmers"] += int(np.count_nonzero(meta[:, K.META_ACGT] < 6))
+        if min_length > 0:
+            keep = meta[:, K.META_LENGTH] >= min_length
+            n_keep = int(keep.sum())
+            counts["short"] += n - n_keep
+            if n_keep < n:
+                feats, meta = feats[keep], meta[keep]
+                chunk_ids = [i for i, k in zip(chunk_ids, keep.tolist(), strict=True) if k]
+        if chunk_ids:
+            registry.add(chunk_ids, writer.n_rows, source_index)
+            writer.append(feats, meta[:, K.META_LENGTH], chunk_ids, gc=_gc_fraction(meta),
                           ambiguous=meta[:, K.META_AMBIGUOUS], sources=source_index)
     if result.error is not None:
         raise InputError(f"{name}: record {records_before + result.error_record}: "
