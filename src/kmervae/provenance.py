@@ -20,8 +20,9 @@ def file_sha256(path: str | Path, chunk: int = 16 << 20) -> str:
     return digest.hexdigest()
 
 
-def run_provenance(argv: list[str] | None = None, seed: int | None = None,
-                   **extra: Any) -> dict[str, Any]:
+def run_provenance(
+    argv: list[str] | None = None, seed: int | None = None, **extra: Any
+) -> dict[str, Any]:
     """Provenance block for a manifest or log: tool version, command line, seed, platform."""
     import numpy
 

@@ -18,16 +18,19 @@ _FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output and logging")
-    group.add_argument("-v", "--verbose", action="count", default=0,
-                       help="more messages (repeat for debug output)")
-    group.add_argument("-q", "--quiet", action="count", default=0,
-                       help="fewer messages, no progress bar")
+    group.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more messages (repeat for debug output)"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="count", default=0, help="fewer messages, no progress bar"
+    )
     group.add_argument("--force", action="store_true", help="replace outputs that exist")
 
 
 def setup_console_logging(verbosity: int) -> None:
     level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(
-        min(verbosity, 1), logging.DEBUG)
+        min(verbosity, 1), logging.DEBUG
+    )
     if verbosity < -2:
         level = logging.CRITICAL
     root = logging.getLogger("kmervae")
@@ -61,9 +64,17 @@ class LogFile:
         self.handler.close()
 
 
-def progress_bar(args: argparse.Namespace, total: int | None, unit: str = "B",
-                 desc: str = "") -> tqdm:
+def progress_bar(
+    args: argparse.Namespace, total: int | None, unit: str = "B", desc: str = ""
+) -> tqdm:
     """A tqdm bar on stderr, off when stderr is not a terminal or with -q."""
-    return tqdm(total=total, unit=unit, unit_scale=True, unit_divisor=1024 if unit == "B" else 1000,
-                desc=desc, disable=args.quiet > 0 or not sys.stderr.isatty(), leave=False,
-                file=sys.stderr)
+    return tqdm(
+        total=total,
+        unit=unit,
+        unit_scale=True,
+        unit_divisor=1024 if unit == "B" else 1000,
+        desc=desc,
+        disable=args.quiet > 0 or not sys.stderr.isatty(),
+        leave=False,
+        file=sys.stderr,
+    )

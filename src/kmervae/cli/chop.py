@@ -20,7 +20,9 @@ def _length_range(text: str) -> tuple[int, int]:
         else:
             lo = hi = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LENGTH or MIN-MAX in bp, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected LENGTH or MIN-MAX in bp, got {text!r}"
+        ) from None
     return lo, hi
 
 
@@ -33,22 +35,46 @@ def register(sub: argparse._SubParsersAction) -> None:
         "RECORD.N (N counts from 1 within each record).",
     )
     parser.add_argument("genomes", nargs="+", metavar="GENOME", help="genome FASTA files")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="FASTA",
-                        help="output FASTA (gzip-compressed if the name ends in .gz)")
-    parser.add_argument("-l", "--length", type=_length_range, default=(5000, 5000),
-                        metavar="BP|MIN-MAX",
-                        help="contig length, or a range for uniform random lengths "
-                        "(default: 5000)")
-    parser.add_argument("--min-length", type=int, default=None, metavar="BP",
-                        help="drop pieces shorter than this, i.e. record ends (default: the "
-                        "lower contig length)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="FASTA",
+        help="output FASTA (gzip-compressed if the name ends in .gz)",
+    )
+    parser.add_argument(
+        "-l",
+        "--length",
+        type=_length_range,
+        default=(5000, 5000),
+        metavar="BP|MIN-MAX",
+        help="contig length, or a range for uniform random lengths (default: 5000)",
+    )
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=None,
+        metavar="BP",
+        help="drop pieces shorter than this, i.e. record ends (default: the lower contig length)",
+    )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    parser.add_argument("--table", type=Path, default=None, metavar="TSV",
-                        help="also write contig id, file, record, start, end, length")
-    parser.add_argument("--prefix-file", action="store_true",
-                        help="prefix ids with the file stem (STEM:RECORD.N)")
-    parser.add_argument("--line-width", type=int, default=80,
-                        help="FASTA line width, 0 for one line per sequence (default: 80)")
+    parser.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        metavar="TSV",
+        help="also write contig id, file, record, start, end, length",
+    )
+    parser.add_argument(
+        "--prefix-file", action="store_true", help="prefix ids with the file stem (STEM:RECORD.N)"
+    )
+    parser.add_argument(
+        "--line-width",
+        type=int,
+        default=80,
+        help="FASTA line width, 0 for one line per sequence (default: 80)",
+    )
     add_common_options(parser)
     parser.set_defaults(run=run)
 
@@ -58,9 +84,20 @@ def run(args: argparse.Namespace) -> int:
     spec = ChopSpec(lo, hi, args.min_length if args.min_length is not None else lo, args.seed)
     if args.table is not None and args.table == args.output:
         raise KmervaeError("--table must differ from the output FASTA")
-    counts = chop_genomes(args.genomes, args.output, spec, table=args.table,
-                          prefix_file=args.prefix_file, line_width=args.line_width,
-                          overwrite=args.force)
-    log.info("%d records cut into %d contigs (%.1f Mbp) written to %s", counts["records"],
-             counts["contigs"], counts["bases"] / 1e6, args.output)
+    counts = chop_genomes(
+        args.genomes,
+        args.output,
+        spec,
+        table=args.table,
+        prefix_file=args.prefix_file,
+        line_width=args.line_width,
+        overwrite=args.force,
+    )
+    log.info(
+        "%d records cut into %d contigs (%.1f Mbp) written to %s",
+        counts["records"],
+        counts["contigs"],
+        counts["bases"] / 1e6,
+        args.output,
+    )
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from kmervae.cli._common import LogFile, add_common_options, progress_bar
 from kmervae.io.dataset import DatasetWriter, legacy_paths
 from kmervae.kmers.layout import FEATURE_LAYOUT
-from kmervae.kmers.profile import profile_fasta
+from kmervae.kmers.profile import ProfileSummary, profile_fasta
 from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
@@ -28,21 +28,42 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("fasta", nargs="+", metavar="FASTA", help="input FASTA files ('-': stdin)")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
-                        help="output dataset: a folder (native) or NAME for NAME.npy + NAME.txt "
-                        "(legacy)")
-    parser.add_argument("--min-length", type=int, default=0, metavar="BP",
-                        help="skip records shorter than this (default: 0, keep all)")
-    parser.add_argument("-t", "--threads", type=int, default=1,
-                        help="profiling threads (default: 1; 0 = all cores)")
-    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
-                        help="feature type on disk (native format only; default: float32)")
-    parser.add_argument("--format", choices=("native", "legacy"), default="native", dest="fmt",
-                        help="native dataset folder (default) or the legacy N x 2773 .npy + "
-                        "ids .txt pair")
-    parser.add_argument("--prefix-ids", action="store_true",
-                        help="prefix each id with its file's stem (FILE_ID) to make ids unique "
-                        "across files")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUT",
+        help="output dataset: a folder (native) or NAME for NAME.npy + NAME.txt (legacy)",
+    )
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=0,
+        metavar="BP",
+        help="skip records shorter than this (default: 0, keep all)",
+    )
+    parser.add_argument(
+        "-t", "--threads", type=int, default=1, help="profiling threads (default: 1; 0 = all cores)"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="feature type on disk (native format only; default: float32)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("native", "legacy"),
+        default="native",
+        dest="fmt",
+        help="native dataset folder (default) or the legacy N x 2773 .npy + ids .txt pair",
+    )
+    parser.add_argument(
+        "--prefix-ids",
+        action="store_true",
+        help="prefix each id with its file's stem (FILE_ID) to make ids unique across files",
+    )
     add_common_options(parser)
     parser.set_defaults(run=run)
 
@@ -54,28 +75,61 @@ def run(args: argparse.Namespace) -> int:
     logfile: list[LogFile] = []
 
     def attach_log(writer: DatasetWriter) -> None:
-        target = (writer.directory / "kmervae.log" if writer.fmt == "native"
-                  else legacy_paths(args.output)[0].with_suffix(".log"))
+        target = (
+            writer.directory / "kmervae.log"
+            if writer.fmt == "native"
+            else legacy_paths(args.output)[0].with_suffix(".log")
+        )
         logfile.append(LogFile(target, args))
         log.debug("inputs: %s", ", ".join(args.fasta))
 
     try:
         summary = profile_fasta(
-            args.fasta, args.output, min_length=args.min_length, threads=threads,
-            dtype=args.dtype, fmt=args.fmt, prefix_ids=args.prefix_ids, overwrite=args.force,
-            provenance=run_provenance(args.argv), progress=bar.update, on_writer=attach_log,
+            args.fasta,
+            args.output,
+            min_length=args.min_length,
+            threads=threads,
+            dtype=args.dtype,
+            fmt=args.fmt,
+            prefix_ids=args.prefix_ids,
+            overwrite=args.force,
+            provenance=run_provenance(args.argv),
+            progress=bar.update,
+            on_writer=attach_log,
         )
+        bar.close()
+        _report(summary, args.min_length)
     finally:
         bar.close()
         for lf in logfile:
             lf.close()
-    mbp = summary.bases / 1e6
-    log.info("%d records, %.1f Mbp in %.1f s (%.0f Mbp/s); %d rows written to %s",
-             summary.n_records, mbp, summary.seconds, mbp / max(summary.seconds, 1e-9),
-             summary.n_rows, summary.output)
-    if summary.n_short:
-        log.info("%d records shorter than %d bp skipped", summary.n_short, args.min_length)
-    if summary.n_without_kmers:
-        log.warning("%d records have fewer than 6 A/C/G/T bases: some of their k-groups "
-                    "are all zeros", summary.n_without_kmers)
     return 0
+
+
+def _report(summary: ProfileSummary, min_length: int) -> None:
+    for source in summary.sources:
+        log.debug(
+            "input %s: %s, %d bytes, sha256 %s, %d records",
+            source["name"],
+            source["compression"],
+            source["bytes"],
+            source["sha256"],
+            source["records"],
+        )
+    mbp = summary.bases / 1e6
+    log.info(
+        "%d records, %.1f Mbp in %.1f s (%.0f Mbp/s); %d rows written to %s",
+        summary.n_records,
+        mbp,
+        summary.seconds,
+        mbp / max(summary.seconds, 1e-9),
+        summary.n_rows,
+        summary.output,
+    )
+    if summary.n_short:
+        log.info("%d records shorter than %d bp skipped", summary.n_short, min_length)
+    if summary.n_without_kmers:
+        log.warning(
+            "%d record(s) have fewer than 6 A/C/G/T bases: some of their k-groups are all zeros",
+            summary.n_without_kmers,
+        )

@@ -29,18 +29,25 @@ class ChopSpec:
 
     def __post_init__(self) -> None:
         if self.min_length < 1 or self.max_length < self.min_length:
-            raise KmervaeError(f"contig lengths must satisfy 1 <= min <= max, got "
-                               f"{self.min_length}..{self.max_length}")
+            raise KmervaeError(
+                f"contig lengths must satisfy 1 <= min <= max, got "
+                f"{self.min_length}..{self.max_length}"
+            )
         if self.min_keep < 1:
             raise KmervaeError("the minimum kept contig length must be at least 1")
 
 
-def chop_sequence(seq: bytes, spec: ChopSpec, rng: np.random.Generator) -> Iterator[tuple[int, int]]:
+def chop_sequence(
+    seq: bytes, spec: ChopSpec, rng: np.random.Generator
+) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of each piece of ``seq``; lengths drawn uniformly in the range."""
     start = 0
     while start < len(seq):
-        size = (spec.min_length if spec.min_length == spec.max_length
-                else int(rng.integers(spec.min_length, spec.max_length + 1)))
+        size = (
+            spec.min_length
+            if spec.min_length == spec.max_length
+            else int(rng.integers(spec.min_length, spec.max_length + 1))
+        )
         end = min(start + size, len(seq))
         if end - start >= spec.min_keep:
             yield start, end
@@ -81,12 +88,14 @@ def chop_genomes(
     output = Path(output)
     n_contigs = n_bases = n_records = 0
     seen_ids: set[str] = set()
-    with atomic_file(output, overwrite) as tmp, \
-            (atomic_file(Path(table), overwrite) if table else _null()) as tmp_table:
+    with (
+        atomic_file(output, overwrite) as tmp,
+        atomic_file(Path(table), overwrite) if table else _null() as tmp_table,
+    ):
         if output.name.endswith(".gz"):
             from isal import igzip
 
-            out: IO[bytes] = igzip.open(tmp, "wb", compresslevel=2)  # type: ignore[assignment]
+            out: IO[bytes] = igzip.open(tmp, "wb", compresslevel=2)
         else:
             out = open(tmp, "wb")  # noqa: SIM115
         tab = open(tmp_table, "w") if tmp_table else None  # noqa: SIM115
@@ -99,16 +108,20 @@ def chop_genomes(
                     n_records += 1
                     base = f"{stem}:{ident}" if prefix_file else ident
                     if base in seen_ids:
-                        raise KmervaeError(f"{path}: record id {ident!r} repeats an earlier "
-                                           "record (use --prefix-file)")
+                        raise KmervaeError(
+                            f"{path}: record id {ident!r} repeats an earlier "
+                            "record (use --prefix-file)"
+                        )
                     seen_ids.add(base)
                     for n, (start, end) in enumerate(chop_sequence(seq, spec, rng), 1):
                         cid = f"{base}.{n}"
                         out.write(f">{cid}\n".encode())
                         _write_wrapped(out, seq[start:end], line_width)
                         if tab:
-                            tab.write(f"{cid}\t{Path(str(path)).name}\t{ident}\t{start}\t{end}"
-                                      f"\t{end - start}\n")
+                            tab.write(
+                                f"{cid}\t{Path(str(path)).name}\t{ident}\t{start}\t{end}"
+                                f"\t{end - start}\n"
+                            )
                         n_contigs += 1
                         n_bases += end - start
         finally:

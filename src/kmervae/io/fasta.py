@@ -14,10 +14,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from kmervae.errors import InputError
-from kmervae.io.streams import InputStats, open_input, read_exactly
+from kmervae.io.streams import open_input, read_exactly
 
 BLOCK_SIZE = 4 << 20
 _END = object()
@@ -71,7 +70,6 @@ class SegmentReader:
     def __init__(self, path: str | Path, block_size: int = BLOCK_SIZE, max_pending: int = 4):
         self.path = path
         self.block_size = block_size
-        self._stream: BinaryIO
         self._stream, self.stats = open_input(path)
         self._segments: queue.Queue = queue.Queue(maxsize=max_pending)
         self._stop = threading.Event()
@@ -172,7 +170,7 @@ def read_fasta_records(path: str | Path) -> Iterator[tuple[str, str, bytes]]:
     header: str | None = None
     parts: list[bytes] = []
     seen = False
-    with stream:
+    try:
         carry = b""
         while True:
             data = read_exactly(stream, BLOCK_SIZE, stats)
@@ -197,6 +195,8 @@ def read_fasta_records(path: str | Path) -> Iterator[tuple[str, str, bytes]]:
                     raise InputError(f"{stats.name}: sequence text before the first '>' header")
             if not data:
                 break
+    finally:
+        stream.close()
     if header is not None:
         yield _record(header, parts, stats.name)
     elif not seen:

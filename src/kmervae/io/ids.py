@@ -35,8 +35,10 @@ class IdRegistry:
 
     def __init__(self, parent: Path):
         self._dir = Path(tempfile.mkdtemp(prefix=".kmervae-ids-", dir=parent))
-        self._files = [open(self._dir / f"{b:02x}.bin", "wb")  # noqa: SIM115
-                       for b in range(1 << _BUCKET_BITS)]
+        self._files = [
+            open(self._dir / f"{b:02x}.bin", "wb")  # noqa: SIM115
+            for b in range(1 << _BUCKET_BITS)
+        ]
 
     def add(self, ids: list[str], first_row: int, source: int) -> None:
         rec = np.empty(len(ids), _RECORD)

@@ -48,10 +48,11 @@ class NpyStreamWriter:
         if self._fh is None:
             raise ValueError(f"{self.path} is closed")
         if rows.shape[1:] != self.row_shape:
-            raise ValueError(f"rows of shape {rows.shape[1:]} for {self.path}, "
-                             f"expected {self.row_shape}")
+            raise ValueError(
+                f"rows of shape {rows.shape[1:]} for {self.path}, expected {self.row_shape}"
+            )
         data = np.ascontiguousarray(rows, dtype=self.dtype)
-        self._fh.write(memoryview(data).cast("B"))
+        self._fh.write(data.data.cast("B"))
         self.n_rows += rows.shape[0]
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ import lzma
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from kmervae.errors import InputError
 
@@ -27,6 +27,14 @@ def detect_compression(head: bytes) -> str:
         if head.startswith(magic):
             return name
     return "plain"
+
+
+class ByteStream(Protocol):
+    """What readers need of a (decompressing) input: ``read`` and ``close``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -47,7 +55,7 @@ class _HashingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+    def readinto(self, buffer: Any) -> int:
         n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
         if n:
             view = memoryview(buffer)[:n]
@@ -65,7 +73,7 @@ def display_name(path: str | Path) -> str:
     return "<stdin>" if str(path) == "-" else str(path)
 
 
-def open_input(path: str | Path, buffer_size: int = 1 << 20) -> tuple[BinaryIO, InputStats]:
+def open_input(path: str | Path, buffer_size: int = 1 << 20) -> tuple[ByteStream, InputStats]:
     """Open ``path`` (``-`` for stdin) for reading decompressed bytes.
 
     The compression is detected from magic bytes, never from the file name. Returns the
@@ -83,33 +91,35 @@ def open_input(path: str | Path, buffer_size: int = 1 << 20) -> tuple[BinaryIO, 
         raise InputError(f"{name}: permission denied") from None
     buffered = io.BufferedReader(_HashingReader(raw, stats), buffer_size=buffer_size)
     stats.compression = detect_compression(buffered.peek(8)[:8])
-    stream: BinaryIO
+    stream: ByteStream
     if stats.compression == "gzip":
         from isal import igzip
 
-        stream = igzip.IGzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+        stream = igzip.IGzipFile(fileobj=buffered, mode="rb")
     elif stats.compression == "bzip2":
-        stream = bz2.BZ2File(buffered, "rb")  # type: ignore[assignment]
+        stream = bz2.BZ2File(buffered, "rb")
     elif stats.compression == "xz":
-        stream = lzma.LZMAFile(buffered, "rb")  # type: ignore[assignment]
+        stream = lzma.LZMAFile(buffered, "rb")  # noqa: SIM115 - the caller closes it
     elif stats.compression == "zstd":
         import zstandard
 
-        stream = zstandard.ZstdDecompressor().stream_reader(  # type: ignore[assignment]
+        stream = zstandard.ZstdDecompressor().stream_reader(
             buffered, read_across_frames=True, closefd=True
         )
     else:
-        stream = buffered  # type: ignore[assignment]
+        stream = buffered
     return stream, stats
 
 
-def read_exactly(stream: BinaryIO, n: int, stats: InputStats) -> bytes:
+def read_exactly(stream: ByteStream, n: int, stats: InputStats) -> bytes:
     """``stream.read(n)`` that turns decompression failures into one clear error."""
     try:
         return stream.read(n)
     except EOFError:
-        raise InputError(f"{stats.name}: truncated {stats.compression} stream "
-                         "(the file ends before the compressed data does)") from None
+        raise InputError(
+            f"{stats.name}: truncated {stats.compression} stream "
+            "(the file ends before the compressed data does)"
+        ) from None
     except (OSError, lzma.LZMAError, ValueError) as exc:
         if stats.compression == "plain":
             raise InputError(f"{stats.name}: read failed: {exc}") from None

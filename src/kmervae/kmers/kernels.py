@@ -5,8 +5,8 @@ One pass per record over a rolling 2-bit code counts the 6-mers of every run of 
 smaller k are derived exactly afterwards: the k-mers of a run are the suffixes of its
 (k+1)-mers plus the run's first k-mer, so the scan adds the first 5-, 4-, 3-, 2- and 1-mer of
 each run (they are the rolling code when the run is 5…1 bases long) and the rest comes from
-summing the (k+1)-mer counts over their first base, a contiguous, vectorised sum. Raw counts are then
-folded to canonical columns with a precomputed map (each column = the raw count of its
+summing the (k+1)-mer counts over their first base, a contiguous, vectorised sum. Raw counts
+are then folded to canonical columns with a precomputed map (each column = the raw count of its
 k-mer plus that of its reverse complement) and normalised per group.
 
 Work array layout (int64, 5461 entries): raw counts of 6-mers (4096), 5-mers (1024),
@@ -94,7 +94,7 @@ _G0, _G1, _G2, _G3, _G4, _G5, _G6 = (int(x) for x in GROUP_OFFSETS)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _group_total(work: np.ndarray, lo: int, hi: int) -> np.int64:
+def _group_total(work: np.ndarray, lo: int, hi: int) -> int:
     total = 0
     for j in range(lo, hi):
         total += work[j]
@@ -102,8 +102,15 @@ def _group_total(work: np.ndarray, lo: int, hi: int) -> np.int64:
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _fold(out: np.ndarray, work: np.ndarray, first: np.ndarray, second: np.ndarray, lo: int,
-          hi: int, total: np.int64) -> None:
+def _fold(
+    out: np.ndarray,
+    work: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    lo: int,
+    hi: int,
+    total: int,
+) -> None:
     # column = raw count of the canonical k-mer + that of its reverse complement, over total
     inv = 1.0 / total if total > 0 else 0.0
     for j in range(lo, hi):
@@ -130,8 +137,9 @@ def finish_record(
         n = RAW_OFFSETS[g + 1] - lo
         hi = RAW_OFFSETS[g - 1]
         for j in range(n):
-            work[lo + j] += work[hi + j] + work[hi + n + j] + work[hi + 2 * n + j] + work[
-                hi + 3 * n + j]
+            work[lo + j] += (
+                work[hi + j] + work[hi + n + j] + work[hi + 2 * n + j] + work[hi + 3 * n + j]
+            )
     first = cmap[0]
     second = cmap[1]
     out = feats[row]

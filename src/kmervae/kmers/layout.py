@@ -90,12 +90,17 @@ class FeatureLayout:
         missing = [k for k in ks if k not in self.ks]
         if missing:
             raise ValueError(f"layout {self.ks} has no {missing}-mer group")
-        return np.concatenate([np.arange(self.group_slice(k).start, self.group_slice(k).stop)
-                               for k in ks])
+        return np.concatenate(
+            [np.arange(self.group_slice(k).start, self.group_slice(k).stop) for k in ks]
+        )
 
     def to_json(self) -> dict[str, object]:
-        return {"ks": list(self.ks), "widths": list(self.widths), "canonical": True,
-                "n_features": self.n_features}
+        return {
+            "ks": list(self.ks),
+            "widths": list(self.widths),
+            "canonical": True,
+            "n_features": self.n_features,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> FeatureLayout:

@@ -45,8 +45,10 @@ class BufferPool:
         try:
             return self._free.get_nowait()
         except queue.Empty:
-            return (np.empty((_ROWS_PER_BUFFER, K.N_FEATURES), np.float32),
-                    np.empty((_ROWS_PER_BUFFER, K.META_COLUMNS), np.int64))
+            return (
+                np.empty((_ROWS_PER_BUFFER, K.N_FEATURES), np.float32),
+                np.empty((_ROWS_PER_BUFFER, K.META_COLUMNS), np.int64),
+            )
 
     def put(self, buffers: list[tuple[np.ndarray, np.ndarray]]) -> None:
         for pair in buffers:
@@ -66,13 +68,19 @@ class SegmentResult:
 
     @property
     def features(self) -> np.ndarray:
-        return np.concatenate([f for f, _ in self.chunks]) if self.chunks else \
-            np.empty((0, K.N_FEATURES), np.float32)
+        return (
+            np.concatenate([f for f, _ in self.chunks])
+            if self.chunks
+            else np.empty((0, K.N_FEATURES), np.float32)
+        )
 
     @property
     def meta(self) -> np.ndarray:
-        return np.concatenate([m for _, m in self.chunks]) if self.chunks else \
-            np.empty((0, K.META_COLUMNS), np.int64)
+        return (
+            np.concatenate([m for _, m in self.chunks])
+            if self.chunks
+            else np.empty((0, K.META_COLUMNS), np.int64)
+        )
 
 
 class _Buffers:
@@ -101,8 +109,9 @@ class _Buffers:
     def full(self) -> bool:
         return self.fill == _ROWS_PER_BUFFER
 
-    def result(self, ids: list[str], error: InputError | None = None,
-               error_record: int = 0) -> SegmentResult:
+    def result(
+        self, ids: list[str], error: InputError | None = None, error_record: int = 0
+    ) -> SegmentResult:
         self._seal()
         return SegmentResult(self.chunks, ids, self.taken, error, error_record)
 
@@ -117,8 +126,11 @@ def _decode_ids(buf: bytes, spans: np.ndarray, n: int, source: str) -> list[str]
     return out
 
 
-def profile_segment(segment: Segment | Sequence[tuple[bytes, bool]], source: str = "",
-                    pool: BufferPool | None = None) -> SegmentResult:
+def profile_segment(
+    segment: Segment | Sequence[tuple[bytes, bool]],
+    source: str = "",
+    pool: BufferPool | None = None,
+) -> SegmentResult:
     """Profile the records of one segment (an iterable of ``(block, at_eof)`` byte blocks).
 
     Errors in the data are returned in the result (with the record index at which they
@@ -135,8 +147,9 @@ def profile_segment(segment: Segment | Sequence[tuple[bytes, bool]], source: str
         pos, end = 0, len(buf)
         while True:
             feats, meta = out.views()
-            status, pos, rows, n_ids = K.scan_fasta(buf, pos, end, at_eof, _LUT, _CMAP, state,
-                                                    work, feats, meta, spans)
+            status, pos, rows, n_ids = K.scan_fasta(
+                buf, pos, end, at_eof, _LUT, _CMAP, state, work, feats, meta, spans
+            )
             ids.extend(_decode_ids(block, spans, n_ids, source))
             out.fill += rows
             n_rows += rows
@@ -224,53 +237,121 @@ def profile_fasta(
     writer = DatasetWriter(output, dtype=dtype, fmt=fmt, overwrite=overwrite)
     if on_writer is not None:
         on_writer(writer)
-    registry = IdRegistry(writer.path.parent)
-    pool = BufferPool()
-    counts = {"records": 0, "short": 0, "no_kmers": 0, "bases": 0}
-    with writer, registry, ThreadPoolExecutor(max_workers=threads) as pool_exec:
+    with (
+        writer,
+        IdRegistry(writer.path.parent) as registry,
+        ThreadPoolExecutor(max_workers=threads) as executor,
+    ):
+        run = _ProfileRun(writer, registry, executor, threads, min_length, prefix_ids, progress)
         for path in inputs:
-            reader = SegmentReader(path)
-            name = reader.name
-            stem = _file_stem(name)
-            source_index = writer.add_source({"path": str(path), "name": name})
-            before = counts["records"]
-            consumed = 0
-            try:
-                pending: deque[Future[SegmentResult]] = deque()
-
-                def drain(limit: int) -> None:
-                    nonlocal consumed
-                    while len(pending) > limit or (pending and pending[0].done()):
-                        result = pending.popleft().result()
-                        _write_result(result, writer, registry, counts, min_length,
-                                      source_index, name, stem if prefix_ids else None,
-                                      counts["records"])
-                        pool.put(result.buffers)
-                        if progress is not None:
-                            raw = reader.stats.raw_bytes
-                            progress(raw - consumed)
-                            consumed = raw
-
-                for segment in reader:
-                    pending.append(pool_exec.submit(profile_segment, segment, name, pool))
-                    drain(2 * threads)
-                drain(0)
-            finally:
-                reader.close()
-            if progress is not None:
-                progress(reader.stats.raw_bytes - consumed)
-            info = writer.sources[source_index]
-            info.update(compression=reader.stats.compression, bytes=reader.stats.raw_bytes,
-                        sha256=reader.stats.sha256.hexdigest(),
-                        records=counts["records"] - before)
-            if counts["records"] == before:
-                raise InputError(f"{name}: no FASTA records")
+            run.add_file(path)
         registry.check_duplicates(writer, prefix_ids)
         path_out = writer.close(provenance)
-    summary = ProfileSummary(path_out, writer.n_rows, counts["records"], counts["short"],
-                             counts["no_kmers"], counts["bases"],
-                             time.perf_counter() - started, writer.sources)
-    return summary
+    counts = run.counts
+    return ProfileSummary(
+        path_out,
+        writer.n_rows,
+        counts["records"],
+        counts["short"],
+        counts["no_kmers"],
+        counts["bases"],
+        time.perf_counter() - started,
+        writer.sources,
+    )
+
+
+class _ProfileRun:
+    """Profiles files one after another into one writer, segments in parallel, rows in order."""
+
+    def __init__(
+        self,
+        writer: DatasetWriter,
+        registry: IdRegistry,
+        executor: ThreadPoolExecutor,
+        threads: int,
+        min_length: int,
+        prefix_ids: bool,
+        progress: Callable[[int], None] | None,
+    ):
+        self.writer = writer
+        self.registry = registry
+        self.executor = executor
+        self.threads = threads
+        self.min_length = min_length
+        self.prefix_ids = prefix_ids
+        self.progress = progress
+        self.pool = BufferPool()
+        self.counts = {"records": 0, "short": 0, "no_kmers": 0, "bases": 0}
+
+    def add_file(self, path: str | Path) -> None:
+        reader = SegmentReader(path)
+        name = reader.name
+        source = self.writer.add_source({"path": str(path), "name": name})
+        prefix = _file_stem(name) if self.prefix_ids else None
+        before = self.counts["records"]
+        consumed = 0
+        pending: deque[Future[SegmentResult]] = deque()
+        try:
+            for segment in reader:
+                pending.append(self.executor.submit(profile_segment, segment, name, self.pool))
+                # write finished segments in order; keep at most 2 x threads in flight
+                while len(pending) > 2 * self.threads or (pending and pending[0].done()):
+                    self._write(pending.popleft().result(), source, name, prefix)
+                    if self.progress is not None:
+                        self.progress(reader.stats.raw_bytes - consumed)
+                        consumed = reader.stats.raw_bytes
+            while pending:
+                self._write(pending.popleft().result(), source, name, prefix)
+        finally:
+            for future in pending:
+                future.cancel()
+            reader.close()
+        if self.progress is not None:
+            self.progress(reader.stats.raw_bytes - consumed)
+        stats = reader.stats
+        self.writer.sources[source].update(
+            compression=stats.compression,
+            bytes=stats.raw_bytes,
+            sha256=stats.sha256.hexdigest(),
+            records=self.counts["records"] - before,
+        )
+        if self.counts["records"] == before:
+            raise InputError(f"{name}: no FASTA records")
+
+    def _write(self, result: SegmentResult, source: int, name: str, prefix: str | None) -> None:
+        counts = self.counts
+        records_before = counts["records"]
+        ids = result.ids if prefix is None else [f"{prefix}_{i}" for i in result.ids]
+        first = 0
+        for feats, meta in result.chunks:
+            n = meta.shape[0]
+            chunk_ids = ids[first : first + n]
+            first += n
+            counts["records"] += n
+            counts["bases"] += int(meta[:, K.META_LENGTH].sum())
+            counts["no_kmers"] += int(np.count_nonzero(meta[:, K.META_ACGT] < 6))
+            if self.min_length > 0:
+                keep = meta[:, K.META_LENGTH] >= self.min_length
+                n_keep = int(keep.sum())
+                counts["short"] += n - n_keep
+                if n_keep < n:
+                    feats, meta = feats[keep], meta[keep]
+                    chunk_ids = [i for i, k in zip(chunk_ids, keep.tolist(), strict=True) if k]
+            if chunk_ids:
+                self.registry.add(chunk_ids, self.writer.n_rows, source)
+                self.writer.append(
+                    feats,
+                    meta[:, K.META_LENGTH],
+                    chunk_ids,
+                    gc=_gc_fraction(meta),
+                    ambiguous=meta[:, K.META_AMBIGUOUS],
+                    sources=source,
+                )
+        self.pool.put(result.buffers)
+        if result.error is not None:
+            raise InputError(
+                f"{name}: record {records_before + result.error_record}: {result.error}"
+            )
 
 
 def _file_stem(name: str) -> str:
@@ -280,31 +361,3 @@ def _file_stem(name: str) -> str:
     for suffix in (".fasta", ".fa", ".fna", ".fas", ".ffn", ".faa", ".contigs"):
         base = base.removesuffix(suffix)
     return base if base != "<stdin>" else "stdin"
-
-
-def _write_result(result: SegmentResult, writer: DatasetWriter, registry: IdRegistry,
-                  counts: dict[str, int], min_length: int, source_index: int, name: str,
-                  prefix: str | None, records_before: int) -> None:
-    ids = result.ids if prefix is None else [f"{prefix}_{i}" for i in result.ids]
-    first = 0
-    for feats, meta in result.chunks:
-        n = meta.shape[0]
-        chunk_ids = ids[first : first + n]
-        first += n
-        counts["records"] += n
-        counts["bases"] += int(meta[:, K.META_LENGTH].sum())
-        counts["no_kmers"] += int(np.count_nonzero(meta[:, K.META_ACGT] < 6))
-        if min_length > 0:
-            keep = meta[:, K.META_LENGTH] >= min_length
-            n_keep = int(keep.sum())
-            counts["short"] += n - n_keep
-            if n_keep < n:
-                feats, meta = feats[keep], meta[keep]
-                chunk_ids = [i for i, k in zip(chunk_ids, keep.tolist(), strict=True) if k]
-        if chunk_ids:
-            registry.add(chunk_ids, writer.n_rows, source_index)
-            writer.append(feats, meta[:, K.META_LENGTH], chunk_ids, gc=_gc_fraction(meta),
-                          ambiguous=meta[:, K.META_AMBIGUOUS], sources=source_index)
-    if result.error is not None:
-        raise InputError(f"{name}: record {records_before + result.error_record}: "
-                         f"{result.error}")
