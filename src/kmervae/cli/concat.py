@@ -3,7 +3,153 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+from pathlib import Path
+
+from kmervae.cli._common import LogFile, add_common_options, progress_bar
+from kmervae.io.atomic import remove_path, temporary_name
+from kmervae.io.concat import DEFAULT_MEMORY_MB, concat_datasets, draw_seed
+from kmervae.io.dataset import DatasetWriter
+from kmervae.provenance import run_provenance
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    parser = sub.add_parser(
+        "concat",
+        help="join, shuffle and split profile datasets",
+        description=(
+            "Join profile datasets (native folders, or legacy NAME.npy with ids in NAME.txt or "
+            "NAME.txt.gz) that share one feature layout into one dataset, in input order or "
+            "shuffled out of core; optionally split it into OUT.train and OUT.validation. "
+            "Record ids must be unique across the inputs."
+        ),
+    )
+    parser.add_argument(
+        "datasets",
+        nargs="+",
+        metavar="DATASET",
+        help="native dataset folders or legacy NAME.npy files",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="OUT",
+        help="output dataset: a folder (native) or NAME for NAME.npy + NAME.txt (legacy); with "
+        "--split, OUT.train and OUT.validation",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("native", "legacy"),
+        default="native",
+        dest="fmt",
+        help="native dataset folder (default) or the legacy N x (1+F) float32 .npy + ids .txt",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default=None,
+        help="feature type on disk (default: the first input's; legacy: float32 only)",
+    )
+    parser.add_argument(
+        "--shuffle",
+        action="store_true",
+        help="write the rows in a random order (out of core: memory does not grow with size)",
+    )
+    parser.add_argument(
+        "--split",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="write OUT.train with round(FRACTION x N) rows and OUT.validation with the rest "
+        "(with --shuffle: the first rows of the shuffled order; otherwise a seeded random "
+        "subset, each side in input order)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of --shuffle and --split (default: drawn at random and logged)",
+    )
+    parser.add_argument(
+        "--prefix-ids",
+        action="store_true",
+        help="prefix each id with its dataset's stem (STEM_ID) to make ids unique",
+    )
+    parser.add_argument(
+        "--memory",
+        type=float,
+        default=DEFAULT_MEMORY_MB,
+        metavar="MB",
+        help=f"memory for one shuffle bucket, in MiB (default: {DEFAULT_MEMORY_MB:g}); the "
+        "shuffle's result does not depend on it",
+    )
+    add_common_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    seed = args.seed
+    if seed is None and (args.shuffle or args.split is not None):
+        seed = draw_seed()
+    bar = progress_bar(args, None, unit="rows", desc="concat")
+    logfiles: list[LogFile] = []
+    legacy_logs: list[tuple[Path, Path]] = []  # (temporary, final): moved in on success only
+
+    def attach_log(writer: DatasetWriter) -> None:
+        if writer.fmt == "native":
+            target = writer.directory / "kmervae.log"
+        else:
+            final = writer.npy_path.with_suffix(".log")
+            target = temporary_name(final)
+            legacy_logs.append((target, final))
+        logfiles.append(LogFile(target, args, seed))
+        log.debug("inputs: %s", ", ".join(args.datasets))
+
+    def advance(rows: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(rows)
+
+    done = False
+    try:
+        summary = concat_datasets(
+            args.datasets,
+            args.output,
+            fmt=args.fmt,
+            dtype=args.dtype,
+            shuffle=args.shuffle,
+            seed=seed,
+            split=args.split,
+            prefix_ids=args.prefix_ids,
+            overwrite=args.force,
+            memory_mb=args.memory,
+            provenance=run_provenance(args.argv, seed),
+            progress=advance,
+            on_writer=attach_log,
+        )
+        bar.close()
+        for path, rows in zip(summary.outputs, summary.rows_per_output, strict=True):
+            log.info("%d rows written to %s", rows, path)
+        log.info(
+            "%d rows from %d datasets in %.1f s%s",
+            summary.n_rows,
+            summary.n_inputs,
+            summary.seconds,
+            f" (seed {summary.seed})" if summary.seed is not None else "",
+        )
+        done = True
+    finally:
+        bar.close()
+        for logfile in logfiles:
+            logfile.close()
+        for tmp, final in legacy_logs:
+            if done:
+                os.replace(tmp, final)
+            else:
+                remove_path(tmp)
+    return 0

@@ -47,11 +47,15 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}/manifest.json: not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise InputError(f"{path}: not a kmervae profile dataset (manifest format is "
-                         f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        raise InputError(
+            f"{path}: not a kmervae profile dataset (manifest format is "
+            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
+        )
     if manifest.get("schema_version", 0) > SCHEMA_VERSION:
-        raise InputError(f"{path}: dataset schema {manifest['schema_version']} is newer than "
-                         f"this kmervae ({__version__}) reads; upgrade kmervae")
+        raise InputError(
+            f"{path}: dataset schema {manifest['schema_version']} is newer than "
+            f"this kmervae ({__version__}) reads; upgrade kmervae"
+        )
     return manifest
 
 
@@ -69,7 +73,7 @@ def _open_text(path: Path) -> BinaryIO:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
         return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")  # noqa: SIM115
+    return open(path, "rb")
 
 
 def iter_id_blocks(path: Path, block_bytes: int = 8 << 20) -> Iterator[list[str]]:
@@ -138,18 +142,28 @@ class ProfileDataset:
         name = str(path)
         self._features = _load_npy(path / "features.npy", name)
         if self._features.dtype.name not in FEATURE_DTYPES:
-            raise InputError(f"{name}: features.npy has dtype {self._features.dtype}, "
-                             f"expected one of {FEATURE_DTYPES}")
+            raise InputError(
+                f"{name}: features.npy has dtype {self._features.dtype}, "
+                f"expected one of {FEATURE_DTYPES}"
+            )
         if self._features.shape != (self.n_rows, self.layout.n_features):
-            raise InputError(f"{name}: features.npy has shape {self._features.shape}, manifest "
-                             f"says ({self.n_rows}, {self.layout.n_features})")
+            raise InputError(
+                f"{name}: features.npy has shape {self._features.shape}, manifest "
+                f"says ({self.n_rows}, {self.layout.n_features})"
+            )
         self._columns: dict[str, np.ndarray] = {}
-        for column, dtype in (("lengths", np.int64), ("ambiguous", np.int64),
-                              ("gc", np.float32), ("sources", np.int32)):
+        for column, dtype in (
+            ("lengths", np.int64),
+            ("ambiguous", np.int64),
+            ("gc", np.float32),
+            ("sources", np.int32),
+        ):
             arr = _load_npy(path / f"{column}.npy", name)
             if arr.shape != (self.n_rows,) or arr.dtype != dtype:
-                raise InputError(f"{name}: {column}.npy has shape {arr.shape} and dtype "
-                                 f"{arr.dtype}, expected ({self.n_rows},) {np.dtype(dtype)}")
+                raise InputError(
+                    f"{name}: {column}.npy has shape {arr.shape} and dtype "
+                    f"{arr.dtype}, expected ({self.n_rows},) {np.dtype(dtype)}"
+                )
             self._columns[column] = arr
         self.ids_path = path / "ids.txt"
         if not self.ids_path.exists():
@@ -163,13 +177,17 @@ class ProfileDataset:
         self.path = npy
         matrix = _load_npy(npy, str(npy))
         if matrix.ndim != 2 or matrix.dtype != np.float32:
-            raise InputError(f"{npy}: legacy profiles must be a 2-D float32 array, got "
-                             f"{matrix.ndim}-D {matrix.dtype}")
+            raise InputError(
+                f"{npy}: legacy profiles must be a 2-D float32 array, got "
+                f"{matrix.ndim}-D {matrix.dtype}"
+            )
         layout = _LEGACY_LAYOUTS.get(matrix.shape[1])
         if layout is None:
             known = ", ".join(str(n) for n in sorted(_LEGACY_LAYOUTS))
-            raise InputError(f"{npy}: {matrix.shape[1]} columns matches no feature layout "
-                             f"(expected {known}: length + features)")
+            raise InputError(
+                f"{npy}: {matrix.shape[1]} columns matches no feature layout "
+                f"(expected {known}: length + features)"
+            )
         self.layout = layout
         self.n_rows = matrix.shape[0]
         self._matrix = matrix
@@ -182,8 +200,13 @@ class ProfileDataset:
                 break
         else:
             raise InputError(f"{npy}: no ids file beside it ({stem.name}.txt or .txt.gz)")
-        self.manifest = {"format": "legacy", "n_rows": self.n_rows,
-                         "layout": self.layout.to_json(), "dtype": "float32", "sources": []}
+        self.manifest = {
+            "format": "legacy",
+            "n_rows": self.n_rows,
+            "layout": self.layout.to_json(),
+            "dtype": "float32",
+            "sources": [],
+        }
 
     # -- columns -----------------------------------------------------------------------
     @property
@@ -206,8 +229,7 @@ class ProfileDataset:
         if self.kind == "native":
             return np.asarray(self._columns["gc"][start:stop])
         if 1 not in self.layout.ks:
-            return np.full(len(range(*slice(start, stop).indices(self.n_rows))), np.nan,
-                           np.float32)
+            return np.full(len(range(*slice(start, stop).indices(self.n_rows))), np.nan, np.float32)
         col = self.layout.group_slice(1).start + 1
         gc = self._features[start:stop, col].astype(np.float32)
         lone = self._features[start:stop, col - 1] + self._features[start:stop, col] == 0
@@ -248,15 +270,19 @@ class ProfileDataset:
             while data := fh.read(16 << 20):
                 digest.update(data)
         if digest.hexdigest() != expected:
-            raise InputError(f"{self.ids_path}: ids do not match the manifest checksum "
-                             "(file changed or belongs to another dataset)")
+            raise InputError(
+                f"{self.ids_path}: ids do not match the manifest checksum "
+                "(file changed or belongs to another dataset)"
+            )
 
     def __len__(self) -> int:
         return self.n_rows
 
     def __repr__(self) -> str:
-        return (f"ProfileDataset({str(self.path)!r}, kind={self.kind}, rows={self.n_rows}, "
-                f"features={self.layout.n_features}, dtype={self.dtype})")
+        return (
+            f"ProfileDataset({str(self.path)!r}, kind={self.kind}, rows={self.n_rows}, "
+            f"features={self.layout.n_features}, dtype={self.dtype})"
+        )
 
 
 def open_dataset(path: str | Path) -> ProfileDataset:
@@ -279,15 +305,22 @@ class DatasetWriter:
     everything written.
     """
 
-    def __init__(self, path: str | Path, layout: FeatureLayout = FEATURE_LAYOUT,
-                 dtype: str = "float32", fmt: str = "native", overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        layout: FeatureLayout = FEATURE_LAYOUT,
+        dtype: str = "float32",
+        fmt: str = "native",
+        overwrite: bool = False,
+    ):
         if dtype not in FEATURE_DTYPES:
             raise KmervaeError(f"unsupported feature dtype {dtype!r} (use float32 or float16)")
         if fmt not in ("native", "legacy"):
             raise KmervaeError(f"unknown dataset format {fmt!r} (use native or legacy)")
         if fmt == "legacy" and dtype != "float32":
-            raise KmervaeError("the legacy format is float32 only (drop --dtype or use "
-                               "--format native)")
+            raise KmervaeError(
+                "the legacy format is float32 only (drop --dtype or use --format native)"
+            )
         self.layout = layout
         self.dtype = dtype
         self.fmt = fmt
@@ -331,14 +364,19 @@ class DatasetWriter:
         self.sources.append(info)
         return len(self.sources) - 1
 
-    def append(self, features: np.ndarray, lengths: np.ndarray, ids: list[str],
-               gc: np.ndarray | None = None, ambiguous: np.ndarray | None = None,
-               sources: np.ndarray | int = -1) -> None:
+    def append(
+        self,
+        features: np.ndarray,
+        lengths: np.ndarray,
+        ids: list[str],
+        gc: np.ndarray | None = None,
+        ambiguous: np.ndarray | None = None,
+        sources: np.ndarray | int = -1,
+    ) -> None:
         """Append ``n`` rows: features (n x F), lengths (n,), ids (n), optional columns."""
         n = features.shape[0]
         if len(ids) != n or lengths.shape != (n,):
-            raise ValueError(f"append: {n} feature rows, {len(ids)} ids, "
-                             f"{lengths.shape} lengths")
+            raise ValueError(f"append: {n} feature rows, {len(ids)} ids, {lengths.shape} lengths")
         if n == 0:
             return
         text = ("\n".join(ids) + "\n").encode()
@@ -373,8 +411,7 @@ class DatasetWriter:
             "provenance": provenance or {},
         }
         if self.fmt == "native":
-            for writer in (self._features, self._lengths, self._ambiguous, self._gc,
-                           self._sources):
+            for writer in (self._features, self._lengths, self._ambiguous, self._gc, self._sources):
                 writer.close()
             tmp_manifest = self.tmp / "manifest.json"
             tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")

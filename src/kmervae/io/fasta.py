@@ -30,7 +30,7 @@ class Segment:
     source: str
     blocks: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=4))
 
-    def __iter__(self) -> Iterator[tuple[bytes, bool]]:
+    def __iter__(self) -> Iterator[tuple[bytes | memoryview, bool]]:
         """Yield ``(block, at_eof)``; ``at_eof`` is true for the last block of the file."""
         while True:
             item = self.blocks.get()
@@ -125,7 +125,8 @@ class SegmentReader:
                     break
                 cut = buf.rfind(b"\n>")
                 if cut >= 0:
-                    if not self._put(seg.blocks, (buf[: cut + 1], False)):
+                    # a zero-copy view: the block is never modified after this
+                    if not self._put(seg.blocks, (memoryview(buf)[: cut + 1], False)):
                         return
                     carry = buf[cut + 1 :]
                     self._put(seg.blocks, _END)

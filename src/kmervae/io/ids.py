@@ -33,18 +33,32 @@ def id_hashes(ids: list[str]) -> np.ndarray:
 class IdRegistry:
     """Collect ids as they are written; :meth:`check_duplicates` raises on the first repeat."""
 
-    def __init__(self, parent: Path):
+    def __init__(self, parent: Path, buffer_rows: int = 1 << 18):
         self._dir = Path(tempfile.mkdtemp(prefix=".kmervae-ids-", dir=parent))
         self._files = [
             open(self._dir / f"{b:02x}.bin", "wb")  # noqa: SIM115
             for b in range(1 << _BUCKET_BITS)
         ]
+        self._buffer = np.empty(buffer_rows, _RECORD)
+        self._fill = 0
 
     def add(self, ids: list[str], first_row: int, source: int) -> None:
-        rec = np.empty(len(ids), _RECORD)
+        n = len(ids)
+        if self._fill + n > len(self._buffer):
+            self._flush()
+        if n > len(self._buffer):
+            self._buffer = np.empty(n, _RECORD)
+        rec = self._buffer[self._fill : self._fill + n]
         rec["hash"] = id_hashes(ids)
-        rec["row"] = np.arange(first_row, first_row + len(ids))
+        rec["row"] = np.arange(first_row, first_row + n)
         rec["source"] = source
+        self._fill += n
+
+    def _flush(self) -> None:
+        rec = self._buffer[: self._fill]
+        self._fill = 0
+        if not len(rec):
+            return
         bucket = (rec["hash"] >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
         order = np.argsort(bucket, kind="stable")
         rec, bucket = rec[order], bucket[order]
@@ -55,6 +69,7 @@ class IdRegistry:
 
     def candidate_rows(self) -> dict[int, list[tuple[int, int]]]:
         """Rows whose id hash is shared, grouped by hash: {hash: [(row, source), ...]}."""
+        self._flush()
         for fh in self._files:
             fh.flush()
         groups: dict[int, list[tuple[int, int]]] = {}

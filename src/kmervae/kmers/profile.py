@@ -116,18 +116,19 @@ class _Buffers:
         return SegmentResult(self.chunks, ids, self.taken, error, error_record)
 
 
-def _decode_ids(buf: bytes, spans: np.ndarray, n: int, source: str) -> list[str]:
+def _decode_ids(buf: bytes | memoryview, spans: np.ndarray, n: int, source: str) -> list[str]:
     out = []
     for s, e in spans[:n].tolist():
+        raw = bytes(buf[s:e])
         try:
-            out.append(buf[s:e].decode())
+            out.append(raw.decode())
         except UnicodeDecodeError:
-            raise InputError(f"{source}: record id {buf[s:e]!r} is not valid UTF-8") from None
+            raise InputError(f"{source}: record id {raw!r} is not valid UTF-8") from None
     return out
 
 
 def profile_segment(
-    segment: Segment | Sequence[tuple[bytes, bool]],
+    segment: Segment | Sequence[tuple[bytes | memoryview, bool]],
     source: str = "",
     pool: BufferPool | None = None,
 ) -> SegmentResult:

@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""Whole-process speed and memory of ``kmervae profile``.
+
+Builds its own inputs (contigs chopped from a folder of genome FASTA files, by default
+../shared/data/genomes beside the checkout, else synthetic sequences), then runs the real
+command line in a fresh process per measurement and prints Mbp/s, contigs/s and peak RSS
+for plain and gzip input at 1 and N threads, plus the isal decompression speed of the same
+gzip file measured in the same run, and the fixed cost per contig.
+
+    python benchmarks/profile_speed.py                 # ~500 Mbp of 2-20 kbp contigs
+    python benchmarks/profile_speed.py --size-mbp 200 --genomes /path/to/genomes
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from isal import igzip
+
+DEFAULT_GENOMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "genomes"
+
+
+def _genome_sequences(folder: Path) -> list[bytes]:
+    from kmervae.io.fasta import read_fasta_records
+
+    seqs = []
+    for path in sorted(folder.glob("*.fa*")):
+        seqs += [seq for _, _, seq in read_fasta_records(path) if len(seq) >= 1000]
+    return seqs
+
+
+def _synthetic_sequences(rng: np.random.Generator) -> list[bytes]:
+    seqs = []
+    for gc in np.linspace(0.25, 0.7, 12):
+        p = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+        seqs.append(rng.choice(np.frombuffer(b"ACGT", np.uint8), 4_000_000, p=p).tobytes())
+    return seqs
+
+
+def build_fasta(
+    path: Path, seqs: list[bytes], size_bp: int, lo: int, hi: int, seed: int
+) -> tuple[int, int]:
+    """Write contigs of uniform random length lo..hi cut from ``seqs`` until ``size_bp``."""
+    rng = np.random.default_rng(seed)
+    n = bases = 0
+    with open(path, "wb") as out:
+        while bases < size_bp:
+            for seq in seqs:
+                start = int(rng.integers(0, 1000))
+                while start + lo <= len(seq) and bases < size_bp:
+                    size = int(rng.integers(lo, hi + 1))
+                    piece = seq[start : start + size]
+                    out.write(b">c%d\n" % n)
+                    out.write(b"\n".join(piece[i : i + 80] for i in range(0, len(piece), 80)))
+                    out.write(b"\n")
+                    n += 1
+                    bases += len(piece)
+                    start += size
+            if bases == 0:
+                raise SystemExit("no usable sequence (all records shorter than the contigs)")
+    return n, bases
+
+
+def run_profile(fasta: Path, out: Path, threads: int, extra: list[str]) -> tuple[float, int]:
+    """Seconds and peak RSS (MB) of one ``kmervae profile`` process."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "kmervae",
+        "profile",
+        str(fasta),
+        "-o",
+        str(out),
+        "-q",
+        "--force",
+        "-t",
+        str(threads),
+        *extra,
+    ]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"command failed: {' '.join(cmd)}")
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds, usage.ru_maxrss // 1024
+
+
+def isal_speed(path: Path) -> float:
+    """MB/s of decompressed output, isal in one thread, best of 3."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        with igzip.open(path, "rb") as fh:
+            while fh.read(4 << 20):
+                pass
+        best = min(best, time.perf_counter() - start)
+    return path_plain_size(path) / 1e6 / best
+
+
+_PLAIN_SIZES: dict[Path, int] = {}
+
+
+def path_plain_size(path: Path) -> int:
+    return _PLAIN_SIZES[path]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--genomes", type=Path, default=DEFAULT_GENOMES)
+    parser.add_argument("--size-mbp", type=float, default=500.0)
+    parser.add_argument(
+        "--short-mbp",
+        type=float,
+        default=100.0,
+        help="size of the 1-3 kbp short-contig set (fixed cost per contig)",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(1)
+    if (args.genomes / "catalog.tsv").exists() or any(args.genomes.glob("*.fa*")):
+        seqs, origin = _genome_sequences(args.genomes), f"real genomes in {args.genomes}"
+    else:
+        seqs, origin = _synthetic_sequences(rng), "synthetic sequences"
+    work = Path(tempfile.mkdtemp(prefix="kmervae-bench-", dir=args.workdir))
+    try:
+        mixed, short = work / "mixed.fa", work / "short.fa"
+        n_mixed, bp_mixed = build_fasta(mixed, seqs, int(args.size_mbp * 1e6), 2000, 20000, 1)
+        n_short, bp_short = build_fasta(short, seqs, int(args.short_mbp * 1e6), 1000, 3000, 2)
+        gz = work / "mixed.fa.gz"
+        with open(mixed, "rb") as src, gzip.open(gz, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, 4 << 20)
+        _PLAIN_SIZES[gz] = mixed.stat().st_size
+        print(
+            f"inputs from {origin}: {n_mixed} contigs of 2-20 kbp ({bp_mixed / 1e6:.0f} Mbp, "
+            f"{mixed.stat().st_size / 1e6:.0f} MB plain, {gz.stat().st_size / 1e6:.0f} MB gzip),"
+            f" {n_short} contigs of 1-3 kbp ({bp_short / 1e6:.0f} Mbp)"
+        )
+        print(f"machine: {os.cpu_count()} cores; medians of {args.repeats} whole-process runs\n")
+        run_profile(mixed, work / "warm", 1, [])  # compile / load the numba cache once
+        thread_counts = sorted({1, args.threads})
+        rows = []
+        results: dict[tuple[str, int], float] = {}
+        for label, path, n, bp in (
+            ("plain 2-20 kbp", mixed, n_mixed, bp_mixed),
+            ("gzip 2-20 kbp", gz, n_mixed, bp_mixed),
+            ("plain 1-3 kbp", short, n_short, bp_short),
+        ):
+            for threads in thread_counts:
+                runs = [run_profile(path, work / "out", threads, []) for _ in range(args.repeats)]
+                secs = statistics.median(r[0] for r in runs)
+                rss = max(r[1] for r in runs)
+                results[(label, threads)] = secs
+                rows.append((label, threads, bp / 1e6 / secs, n / secs, rss, secs))
+        print(
+            f"{'input':<16}{'threads':>8}{'Mbp/s':>9}{'contigs/s':>12}{'peak RSS MB':>13}"
+            f"{'seconds':>9}"
+        )
+        for label, threads, mbps, cps, rss, secs in rows:
+            print(f"{label:<16}{threads:>8}{mbps:>9.0f}{cps:>12.0f}{rss:>13}{secs:>9.2f}")
+        isal = isal_speed(gz)
+        gz1 = bp_mixed / 1e6 / results[("gzip 2-20 kbp", 1)]
+        plain_bytes_per_bp = mixed.stat().st_size / bp_mixed
+        print(
+            f"\nisal gzip decompression alone: {isal:.0f} MB/s; profile on gzip, 1 thread: "
+            f"{gz1 * plain_bytes_per_bp:.0f} MB/s of FASTA = {100 * gz1 * plain_bytes_per_bp / isal:.0f} % of isal"
+        )
+        per_bp = results[("plain 2-20 kbp", 1)] / bp_mixed
+        fixed = (results[("plain 1-3 kbp", 1)] - per_bp * bp_short) / n_short
+        print(f"fixed cost per contig (1 thread, 1-3 kbp vs 2-20 kbp runs): {fixed * 1e6:.1f} us")
+        if len(thread_counts) > 1:
+            t = thread_counts[-1]
+            print(
+                f"scaling 1 -> {t} threads (plain 2-20 kbp): "
+                f"{results[('plain 2-20 kbp', 1)] / results[('plain 2-20 kbp', t)]:.2f}x"
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
