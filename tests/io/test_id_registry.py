@@ -56,7 +56,7 @@ def test_hash_collisions_are_not_duplicates(tmp_path, monkeypatch):
     registry.check_duplicates(writer, prefixed=False)  # all hashes equal, ids differ
     registry.close()
     registry, writer = _register(tmp_path, [(0, ["a", "b", "c"]), (0, ["b"])])
-    with pytest.raises(InputError, match="'b' .*within a.fa"):
+    with pytest.raises(InputError, match=r"'b' .*within a\.fa"):
         registry.check_duplicates(writer, prefixed=True)
     registry.close()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kmervae.cli._common import LogFile, add_common_options, progress_bar
 from kmervae.io.atomic import remove_path, temporary_name
-from kmervae.io.concat import DEFAULT_MEMORY_MB, concat_datasets, draw_seed
+from kmervae.io.concat import DEFAULT_MEMORY_MB, concat_datasets
 from kmervae.io.dataset import DatasetWriter
 from kmervae.provenance import run_provenance
 
@@ -72,8 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed",
         type=int,
-        default=None,
-        help="seed of --shuffle and --split (default: drawn at random and logged)",
+        default=42,
+        help="seed of --shuffle and --split (default: 42)",
     )
     parser.add_argument(
         "--prefix-ids",
@@ -93,9 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    seed = args.seed
-    if seed is None and (args.shuffle or args.split is not None):
-        seed = draw_seed()
+    seed = args.seed if (args.shuffle or args.split is not None) else None
     bar = progress_bar(args, None, unit="rows", desc="concat")
     logfiles: list[LogFile] = []
     legacy_logs: list[tuple[Path, Path]] = []  # (temporary, final): moved in on success only
