@@ -163,3 +163,29 @@ def test_long_single_record(tmp_path):
     counts = np.bincount(np.frombuffer(seq, np.uint8), minlength=256)
     gc = (counts[ord("G")] + counts[ord("C")]) / len(seq)
     assert ds.features[0, -1] == pytest.approx(gc, rel=1e-6)
+
+
+def test_failed_legacy_run_leaves_nothing(tmp_path, capsys):
+    path = tmp_path / "dup.fa"
+    path.write_bytes(b">a\nACGTACGT\n>a\nACGT\n")
+    assert (
+        main(["profile", str(path), "-o", str(tmp_path / "leg"), "--format", "legacy", "-q"]) == 1
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dup.fa"]
+    assert (
+        main(
+            [
+                "profile",
+                str(path),
+                "-o",
+                str(tmp_path / "leg"),
+                "--format",
+                "legacy",
+                "--dtype",
+                "float16",
+                "-q",
+            ]
+        )
+        == 1
+    )
+    assert "float32 only" in capsys.readouterr().err

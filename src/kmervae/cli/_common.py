@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from kmervae.io.atomic import remove_path, temporary_name
+from kmervae.io.dataset import DatasetWriter
 from kmervae.provenance import run_provenance
 
 _CONSOLE_FORMAT = "%(levelname)s: %(message)s"
@@ -62,6 +65,40 @@ class LogFile:
     def close(self) -> None:
         logging.getLogger("kmervae").removeHandler(self.handler)
         self.handler.close()
+
+
+class OutputLogs:
+    """Log files for the datasets a command writes, one per output.
+
+    A native dataset gets ``kmervae.log`` inside its (temporary) folder, so it moves in with
+    the dataset; legacy output gets ``NAME.log`` beside ``NAME.npy``, written under a
+    temporary name and moved in by :meth:`close` only when the command succeeded.
+    """
+
+    def __init__(self, args: argparse.Namespace, seed: int | None = None):
+        self.args = args
+        self.seed = seed
+        self._files: list[LogFile] = []
+        self._pending: list[tuple[Path, Path]] = []
+
+    def attach(self, writer: DatasetWriter) -> None:
+        if writer.fmt == "native":
+            target = writer.directory / "kmervae.log"
+        else:
+            final = writer.npy_path.with_suffix(".log")
+            target = temporary_name(final)
+            self._pending.append((target, final))
+        self._files.append(LogFile(target, self.args, self.seed))
+
+    def close(self, success: bool) -> None:
+        for logfile in self._files:
+            logfile.close()
+        for tmp, final in self._pending:
+            if success:
+                os.replace(tmp, final)
+            else:
+                remove_path(tmp)
+        self._files, self._pending = [], []
 
 
 def progress_bar(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
-from kmervae.cli._common import LogFile, add_common_options, progress_bar
-from kmervae.io.atomic import remove_path, temporary_name
+from kmervae.cli._common import OutputLogs, add_common_options, progress_bar
 from kmervae.io.concat import DEFAULT_MEMORY_MB, concat_datasets
 from kmervae.io.dataset import DatasetWriter
 from kmervae.provenance import run_provenance
@@ -95,17 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     seed = args.seed if (args.shuffle or args.split is not None) else None
     bar = progress_bar(args, None, unit="rows", desc="concat")
-    logfiles: list[LogFile] = []
-    legacy_logs: list[tuple[Path, Path]] = []  # (temporary, final): moved in on success only
+    logs = OutputLogs(args, seed)
 
     def attach_log(writer: DatasetWriter) -> None:
-        if writer.fmt == "native":
-            target = writer.directory / "kmervae.log"
-        else:
-            final = writer.npy_path.with_suffix(".log")
-            target = temporary_name(final)
-            legacy_logs.append((target, final))
-        logfiles.append(LogFile(target, args, seed))
+        logs.attach(writer)
         log.debug("inputs: %s", ", ".join(args.datasets))
 
     def advance(rows: int, total: int) -> None:
@@ -143,11 +134,5 @@ def run(args: argparse.Namespace) -> int:
         done = True
     finally:
         bar.close()
-        for logfile in logfiles:
-            logfile.close()
-        for tmp, final in legacy_logs:
-            if done:
-                os.replace(tmp, final)
-            else:
-                remove_path(tmp)
+        logs.close(done)
     return 0

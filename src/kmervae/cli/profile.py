@@ -7,8 +7,8 @@ import logging
 import os
 from pathlib import Path
 
-from kmervae.cli._common import LogFile, add_common_options, progress_bar
-from kmervae.io.dataset import DatasetWriter, legacy_paths
+from kmervae.cli._common import OutputLogs, add_common_options, progress_bar
+from kmervae.io.dataset import DatasetWriter
 from kmervae.kmers.layout import FEATURE_LAYOUT
 from kmervae.kmers.profile import ProfileSummary, profile_fasta
 from kmervae.provenance import run_provenance
@@ -72,17 +72,13 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or os.cpu_count() or 1
     total = sum(Path(p).stat().st_size for p in args.fasta if p != "-" and Path(p).is_file())
     bar = progress_bar(args, total or None, desc="profile")
-    logfile: list[LogFile] = []
+    logs = OutputLogs(args)
 
     def attach_log(writer: DatasetWriter) -> None:
-        target = (
-            writer.directory / "kmervae.log"
-            if writer.fmt == "native"
-            else legacy_paths(args.output)[0].with_suffix(".log")
-        )
-        logfile.append(LogFile(target, args))
+        logs.attach(writer)
         log.debug("inputs: %s", ", ".join(args.fasta))
 
+    done = False
     try:
         summary = profile_fasta(
             args.fasta,
@@ -99,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
         )
         bar.close()
         _report(summary, args.min_length)
+        done = True
     finally:
         bar.close()
-        for lf in logfile:
-            lf.close()
+        logs.close(done)
     return 0
 
 

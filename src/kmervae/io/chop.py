@@ -33,8 +33,11 @@ class ChopSpec:
                 f"contig lengths must satisfy 1 <= min <= max, got "
                 f"{self.min_length}..{self.max_length}"
             )
-        if self.min_keep < 1:
-            raise KmervaeError("the minimum kept contig length must be at least 1")
+        if not 1 <= self.min_keep <= self.min_length:
+            raise KmervaeError(
+                f"--min-length must be between 1 and the lower contig length "
+                f"({self.min_length}), got {self.min_keep}"
+            )
 
 
 def chop_sequence(
