@@ -30,6 +30,18 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--force", action="store_true", help="replace outputs that exist")
 
 
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    """``--format native|legacy`` for commands that write profile datasets."""
+    parser.add_argument(
+        "--format",
+        choices=("native", "legacy"),
+        default="native",
+        dest="fmt",
+        help="native dataset folder (default) or the legacy float32 NAME.npy (length + "
+        "features) + NAME.txt ids pair",
+    )
+
+
 def setup_console_logging(verbosity: int) -> None:
     level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO}.get(
         min(verbosity, 1), logging.DEBUG

@@ -6,7 +6,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import OutputLogs, add_common_options, progress_bar
+from kmervae.cli._common import (
+    OutputLogs,
+    add_common_options,
+    add_format_option,
+    progress_bar,
+)
 from kmervae.io.concat import DEFAULT_MEMORY_MB, concat_datasets
 from kmervae.io.dataset import DatasetWriter
 from kmervae.provenance import run_provenance
@@ -40,13 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output dataset: a folder (native) or NAME for NAME.npy + NAME.txt (legacy); with "
         "--split, OUT.train and OUT.validation",
     )
-    parser.add_argument(
-        "--format",
-        choices=("native", "legacy"),
-        default="native",
-        dest="fmt",
-        help="native dataset folder (default) or the legacy N x (1+F) float32 .npy + ids .txt",
-    )
+    add_format_option(parser)
     parser.add_argument(
         "--dtype",
         choices=("float32", "float16"),

@@ -7,7 +7,12 @@ import logging
 import os
 from pathlib import Path
 
-from kmervae.cli._common import OutputLogs, add_common_options, progress_bar
+from kmervae.cli._common import (
+    OutputLogs,
+    add_common_options,
+    add_format_option,
+    progress_bar,
+)
 from kmervae.io.dataset import DatasetWriter
 from kmervae.kmers.layout import FEATURE_LAYOUT
 from kmervae.kmers.profile import ProfileSummary, profile_fasta
@@ -52,13 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="float32",
         help="feature type on disk (native format only; default: float32)",
     )
-    parser.add_argument(
-        "--format",
-        choices=("native", "legacy"),
-        default="native",
-        dest="fmt",
-        help="native dataset folder (default) or the legacy N x 2773 .npy + ids .txt pair",
-    )
+    add_format_option(parser)
     parser.add_argument(
         "--prefix-ids",
         action="store_true",

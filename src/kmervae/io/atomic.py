@@ -43,22 +43,6 @@ def remove_path(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(final: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory that becomes ``final`` when the block ends without error."""
-    final = Path(final)
-    check_writable(final, overwrite)
-    tmp = temporary_name(final)
-    remove_path(tmp)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        remove_path(tmp)
-        raise
-    replace_path(tmp, final)
-
-
-@contextlib.contextmanager
 def atomic_file(final: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary file path that becomes ``final`` when the block ends without error."""
     final = Path(final)
