@@ -1,0 +1,1 @@
+"""The VAE: configuration, network, training, inference, model files and export."""

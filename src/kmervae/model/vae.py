@@ -1,0 +1,98 @@
+"""The VAE network. The CLR transform is part of the model and runs on its device."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from kmervae.model.config import VAEConfig
+from kmervae.transform import CLRTransform
+
+
+def _block(n_in: int, n_out: int, config: VAEConfig) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
+    if config.batchnorm:
+        layers.append(nn.BatchNorm1d(n_out, eps=config.bn_eps, momentum=config.bn_momentum))
+    layers.append(nn.LeakyReLU(config.leaky_slope))
+    if config.dropout > 0:
+        layers.append(nn.Dropout(config.dropout))
+    return layers
+
+
+class Encoder(nn.Module):
+    """Profiles (batch x F, frequencies) -> (mu, log var), each float32 (batch x latent)."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.clr = CLRTransform(config.layout)
+        layers: list[nn.Module] = []
+        widths = (config.n_features, *config.hidden)
+        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += _block(n_in, n_out, config)
+        self.body = nn.Sequential(*layers)
+        self.mu = nn.Linear(widths[-1], config.latent)
+        self.logvar = nn.Linear(widths[-1], config.latent)
+
+    def forward_clr(self, x_clr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode already CLR-transformed rows."""
+        h = self.body(x_clr)
+        logvar = torch.clamp(self.logvar(h), self.config.logvar_min, self.config.logvar_max)
+        return self.mu(h), logvar
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_clr(self.clr(x))
+
+
+class Decoder(nn.Module):
+    """Latent (batch x latent) -> reconstructed CLR profile (batch x F), linear output."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        widths = (config.latent, *reversed(config.hidden))
+        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += _block(n_in, n_out, config)
+        layers.append(nn.Linear(widths[-1], config.n_features))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z)
+
+
+class VAE(nn.Module):
+    """Encoder + decoder. ``forward`` returns (reconstruction, CLR target, mu, log var)."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        target = self.encoder.clr(x)
+        mu, logvar = self.encoder.forward_clr(target)
+        if self.training:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        else:
+            z = mu
+        return self.decoder(z), target, mu, logvar
+
+
+def vae_loss(
+    recon: torch.Tensor,
+    target: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    beta: float,
+    kl_weight: float,
+) -> dict[str, torch.Tensor]:
+    """Loss of one batch: mean squared error over features x F, plus beta x KL.
+
+    Returns a dict with ``loss`` (what is optimised), ``recon`` (MSE x F, per row) and
+    ``kl`` (KL divergence to N(0, I), summed over latent dims, mean over rows).
+    """
+    n_features = target.shape[1]
+    recon_term = torch.mean((recon.float() - target) ** 2) * n_features
+    kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
+    return {"loss": recon_term + beta * kl_weight * kl, "recon": recon_term, "kl": kl}

@@ -1,0 +1,51 @@
+"""Per-group CLR with a Jeffreys pseudocount: the only definition, used everywhere.
+
+For each k-group of width n: ``x <- log(x + 0.5 / n)``, then ``x <- x - mean(x over the
+group)``. Computed in float32 on whatever device the batch lives on, batch by batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from kmervae.kmers.layout import FeatureLayout
+
+PSEUDOCOUNT = 0.5  # Jeffreys prior: 0.5 / n added to every frequency of an n-column group
+
+
+class CLRTransform(nn.Module):
+    """Per-group centred log-ratio of frequency profiles.
+
+    Input: float tensor (batch x F), any float dtype (computed in float32).
+    Output: float32 (batch x F).
+    """
+
+    def __init__(self, layout: FeatureLayout):
+        super().__init__()
+        self.layout = layout
+        groups = np.repeat(np.arange(len(layout.ks)), layout.widths)
+        widths = np.asarray(layout.widths, dtype=np.float64)
+        onehot = np.zeros((layout.n_features, len(layout.ks)), np.float32)
+        onehot[np.arange(layout.n_features), groups] = 1.0
+        # persistent=False: derived from the layout, never stored in model files
+        self.register_buffer(
+            "pseudocount",
+            torch.tensor(PSEUDOCOUNT / widths[groups], dtype=torch.float32),
+            persistent=False,
+        )
+        self.register_buffer(
+            "mean_weights", torch.from_numpy(onehot / widths.astype(np.float32)), persistent=False
+        )
+        self.register_buffer("spread", torch.from_numpy(onehot.T.copy()), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.log(x.float() + self.pseudocount)
+        return y - (y @ self.mean_weights) @ self.spread
+
+
+def clr(x: np.ndarray, layout: FeatureLayout) -> np.ndarray:
+    """NumPy entry point to :class:`CLRTransform`: float32 (n x F) -> float32 (n x F)."""
+    with torch.no_grad():
+        return CLRTransform(layout)(torch.from_numpy(np.asarray(x, np.float32))).numpy()
