@@ -40,6 +40,10 @@ class CLRTransform(nn.Module):
         )
         self.register_buffer("spread", torch.from_numpy(onehot.T.copy()), persistent=False)
 
+    pseudocount: torch.Tensor
+    mean_weights: torch.Tensor
+    spread: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.log(x.float() + self.pseudocount)
         return y - (y @ self.mean_weights) @ self.spread

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -28,7 +30,7 @@ class Encoder(nn.Module):
         self.clr = CLRTransform(config.layout)
         layers: list[nn.Module] = []
         widths = (config.n_features, *config.hidden)
-        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+        for n_in, n_out in itertools.pairwise(widths):
             layers += _block(n_in, n_out, config)
         self.body = nn.Sequential(*layers)
         self.mu = nn.Linear(widths[-1], config.latent)
@@ -51,7 +53,7 @@ class Decoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         widths = (config.latent, *reversed(config.hidden))
-        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+        for n_in, n_out in itertools.pairwise(widths):
             layers += _block(n_in, n_out, config)
         layers.append(nn.Linear(widths[-1], config.n_features))
         self.body = nn.Sequential(*layers)
@@ -72,10 +74,7 @@ class VAE(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         target = self.encoder.clr(x)
         mu, logvar = self.encoder.forward_clr(target)
-        if self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        else:
-            z = mu
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return self.decoder(z), target, mu, logvar
 
 
