@@ -45,8 +45,10 @@ class CLRTransform(nn.Module):
     spread: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.log(x.float() + self.pseudocount)
-        return y - (y @ self.mean_weights) @ self.spread
+        # always float32, also inside a mixed-precision (autocast) region
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y = torch.log(x.float() + self.pseudocount)
+            return y - (y @ self.mean_weights) @ self.spread
 
 
 def clr(x: np.ndarray, layout: FeatureLayout) -> np.ndarray:

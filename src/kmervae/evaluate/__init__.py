@@ -1,0 +1,1 @@
+"""Embedding-quality protocols and baselines."""

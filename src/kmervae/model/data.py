@@ -1,0 +1,246 @@
+"""Training data: a seeded train/validation split and batch sources with bounded memory.
+
+Two ways to feed batches, chosen by size:
+
+- *resident*: the rows are copied once to the training device (GPU memory as float16, or
+  host memory as float32 on CPU) and every epoch gathers batches through a random
+  permutation on the device;
+- *streamed*: for data larger than the memory budget, each epoch walks the memory-mapped
+  dataset in a random order of contiguous chunks; a background thread fills a bounded
+  shuffle buffer from several random chunks, whose rows are shuffled together and cut into
+  batches. Host memory stays at about two buffers whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kmervae.errors import InputError, KmervaeError
+from kmervae.io.dataset import ProfileDataset
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sorted row indices (int64) of the training and validation parts."""
+
+    train: np.ndarray
+    validation: np.ndarray
+
+
+def random_split(n_rows: int, val_fraction: float, seed: int) -> Split:
+    """A seeded random permutation split (never "the last 10 % of the file")."""
+    if not 0.0 < val_fraction < 1.0:
+        raise KmervaeError(f"validation fraction must be in (0, 1), got {val_fraction}")
+    n_val = round(n_rows * val_fraction)
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(n_rows, bool)
+    is_val[rng.choice(n_rows, n_val, replace=False)] = True
+    return Split(np.flatnonzero(~is_val), np.flatnonzero(is_val))
+
+
+def check_finite(block: np.ndarray, rows: np.ndarray, dataset: ProfileDataset) -> None:
+    """Raise an InputError naming the first row of ``block`` with NaN or infinity."""
+    bad = ~np.isfinite(block).all(axis=1)
+    if bad.any():
+        row = int(rows[int(np.argmax(bad))])
+        ident = _id_of_row(dataset, row)
+        raise InputError(
+            f"{dataset.path}: row {row + 1} (id {ident!r}) has NaN or infinite features"
+        )
+    low = (block < 0).any(axis=1)
+    if low.any():
+        row = int(rows[int(np.argmax(low))])
+        raise InputError(
+            f"{dataset.path}: row {row + 1} (id {_id_of_row(dataset, row)!r}) "
+            "has negative frequencies"
+        )
+
+
+def _id_of_row(dataset: ProfileDataset, row: int) -> str:
+    seen = 0
+    for block in dataset.iter_ids():
+        if row < seen + len(block):
+            return block[row - seen]
+        seen += len(block)
+    return "?"
+
+
+def read_rows(dataset: ProfileDataset, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Features of the sorted ``rows`` restricted to ``columns``, as a float32 array."""
+    features = dataset.features
+    if len(rows) == 0:
+        return np.empty((0, len(columns)), np.float32)
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 2 * len(rows):
+        block = np.asarray(features[lo:hi])[rows - lo]  # one contiguous read
+    else:
+        block = np.asarray(features[rows])  # scattered rows: read only those
+    out = block[:, columns].astype(np.float32, copy=False)
+    check_finite(out, rows, dataset)
+    return out
+
+
+class ResidentBatches:
+    """All rows of one part on the training device; batches gathered on the device."""
+
+    def __init__(
+        self,
+        dataset: ProfileDataset,
+        columns: np.ndarray,
+        rows: np.ndarray,
+        device: torch.device,
+        block_rows: int = 65536,
+    ):
+        dtype = torch.float16 if device.type in ("cuda", "mps") else torch.float32
+        self.n_rows = len(rows)
+        self.data = torch.empty((self.n_rows, len(columns)), dtype=dtype, device=device)
+        for start in range(0, self.n_rows, block_rows):
+            part = rows[start : start + block_rows]
+            self.data[start : start + len(part)] = torch.from_numpy(
+                read_rows(dataset, columns, part)
+            ).to(device=device, dtype=dtype)
+        self.device = device
+
+    def epoch(self, batch_size: int, seed: int | None, drop_last: bool) -> Iterator[torch.Tensor]:
+        """Batches of float32 rows; a seeded random order, or file order when ``seed`` is None."""
+        if seed is None:
+            order = None
+        else:
+            gen = torch.Generator(device="cpu").manual_seed(seed)
+            order = torch.randperm(self.n_rows, generator=gen).to(self.device)
+        stop = self.n_rows - (self.n_rows % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            if order is None:
+                yield self.data[start : start + batch_size].float()
+            else:
+                yield self.data[order[start : start + batch_size]].float()
+
+    def subset(self, count: int) -> torch.Tensor:
+        return self.data[:count].float()
+
+
+class StreamedBatches:
+    """Rows read from the memory-mapped dataset in shuffled chunks, with a bounded buffer.
+
+    Parameters
+    ----------
+    chunk_rows : rows per contiguous chunk of the file (the unit of random access).
+    buffer_rows : rows per shuffle buffer; two buffers exist at a time (one filling).
+    """
+
+    def __init__(
+        self,
+        dataset: ProfileDataset,
+        columns: np.ndarray,
+        rows: np.ndarray,
+        device: torch.device,
+        chunk_rows: int = 8192,
+        buffer_rows: int = 65536,
+    ):
+        self.dataset = dataset
+        self.columns = columns
+        self.rows = rows
+        self.n_rows = len(rows)
+        self.device = device
+        self.chunk_rows = chunk_rows
+        self.buffer_rows = max(buffer_rows, chunk_rows)
+        n_chunks = -(-dataset.n_rows // chunk_rows)
+        bounds = np.searchsorted(rows, np.arange(n_chunks + 1) * chunk_rows)
+        self._chunks = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+    def _buffers(self, seed: int | None) -> Iterator[np.ndarray]:
+        if seed is None:
+            order = np.arange(len(self._chunks))
+        else:
+            order = np.random.default_rng(seed).permutation(len(self._chunks))
+        group: list[np.ndarray] = []
+        size = 0
+        for c in order:
+            a, b = self._chunks[c]
+            group.append(self.rows[a:b])
+            size += b - a
+            if size >= self.buffer_rows:
+                yield self._fill(group, seed)
+                group, size = [], 0
+        if group:
+            yield self._fill(group, seed)
+
+    def _fill(self, group: list[np.ndarray], seed: int | None) -> np.ndarray:
+        block = np.concatenate([read_rows(self.dataset, self.columns, rows) for rows in group])
+        if seed is not None:
+            rng = np.random.default_rng([seed, int(group[0][0])])
+            block = block[rng.permutation(len(block))]
+        return block
+
+    def epoch(self, batch_size: int, seed: int | None, drop_last: bool) -> Iterator[torch.Tensor]:
+        """Batches of float32 rows; buffers are filled by a background thread."""
+        filled: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for buf in self._buffers(seed):
+                    while not stop.is_set():
+                        try:
+                            filled.put(buf, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                filled.put(None)
+            except BaseException as exc:  # re-raised in the consumer
+                filled.put(exc)
+
+        thread = threading.Thread(target=produce, name="kmervae-batches", daemon=True)
+        thread.start()
+        carry: np.ndarray | None = None
+        try:
+            while True:
+                item = filled.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if carry is not None and len(carry):
+                    item = np.concatenate([carry, item])
+                full = len(item) - len(item) % batch_size
+                tensor = torch.from_numpy(item[:full])
+                for start in range(0, full, batch_size):
+                    yield tensor[start : start + batch_size].to(self.device, non_blocking=True)
+                carry = item[full:]
+            if carry is not None and len(carry) and not drop_last:
+                yield torch.from_numpy(carry).to(self.device)
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def subset(self, count: int) -> torch.Tensor:
+        rows = self.rows[:count]
+        return torch.from_numpy(read_rows(self.dataset, self.columns, rows)).to(self.device)
+
+
+def make_batches(
+    dataset: ProfileDataset,
+    columns: np.ndarray,
+    rows: np.ndarray,
+    device: torch.device,
+    placement: str,
+    memory_bytes: int,
+) -> ResidentBatches | StreamedBatches:
+    """Pick resident or streamed batches for ``rows`` (``placement``: auto|resident|stream)."""
+    if placement not in ("auto", "resident", "stream"):
+        raise KmervaeError(f"unknown data placement {placement!r} (auto, resident or stream)")
+    bytes_per_value = 2 if device.type in ("cuda", "mps") else 4
+    need = len(rows) * len(columns) * bytes_per_value
+    if placement == "resident" or (placement == "auto" and need <= memory_bytes):
+        return ResidentBatches(dataset, columns, rows, device)
+    buffer_rows = max(1024, memory_bytes // 4 // (len(columns) * 4))
+    return StreamedBatches(dataset, columns, rows, device, buffer_rows=int(buffer_rows))
