@@ -22,33 +22,31 @@ class CLRTransform(nn.Module):
     Output: float32 (batch x F).
     """
 
+    pseudocount: torch.Tensor
+
     def __init__(self, layout: FeatureLayout):
         super().__init__()
         self.layout = layout
+        self.widths = list(layout.widths)
         groups = np.repeat(np.arange(len(layout.ks)), layout.widths)
         widths = np.asarray(layout.widths, dtype=np.float64)
-        onehot = np.zeros((layout.n_features, len(layout.ks)), np.float32)
-        onehot[np.arange(layout.n_features), groups] = 1.0
         # persistent=False: derived from the layout, never stored in model files
         self.register_buffer(
             "pseudocount",
             torch.tensor(PSEUDOCOUNT / widths[groups], dtype=torch.float32),
             persistent=False,
         )
-        self.register_buffer(
-            "mean_weights", torch.from_numpy(onehot / widths.astype(np.float32)), persistent=False
-        )
-        self.register_buffer("spread", torch.from_numpy(onehot.T.copy()), persistent=False)
-
-    pseudocount: torch.Tensor
-    mean_weights: torch.Tensor
-    spread: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # always float32, also inside a mixed-precision (autocast) region
         with torch.autocast(device_type=x.device.type, enabled=False):
             y = torch.log(x.float() + self.pseudocount)
-            return y - (y @ self.mean_weights) @ self.spread
+            groups = y.split(self.widths, dim=1)
+            if torch.is_inference_mode_enabled() and not torch.jit.is_tracing():
+                for g in groups:  # inference: centre each group in place, no extra copy
+                    g.sub_(g.mean(dim=1, keepdim=True))
+                return y
+            return torch.cat([g - g.mean(dim=1, keepdim=True) for g in groups], dim=1)
 
 
 def clr(x: np.ndarray, layout: FeatureLayout) -> np.ndarray:

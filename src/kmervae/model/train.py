@@ -301,8 +301,9 @@ def train_vae(
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     model = VAE(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 fused=device.type == "cuda")
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
     plateau = PlateauState(cfg.lr)
     start_epoch, best_epoch, best_loss, since_best = 0, None, math.inf, 0
     run_dir.mkdir(parents=True, exist_ok=True)
