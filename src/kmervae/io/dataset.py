@@ -262,18 +262,16 @@ class ProfileDataset:
 
     def verify_ids(self) -> None:
         """Check ids against the manifest checksum (native datasets)."""
-        expected = self.manifest.get("ids_sha256")
-        if not expected:
-            return
-        digest = hashlib.sha256()
-        with _open_text(self.ids_path) as fh:
-            while data := fh.read(16 << 20):
-                digest.update(data)
-        if digest.hexdigest() != expected:
-            raise InputError(
-                f"{self.ids_path}: ids do not match the manifest checksum "
-                "(file changed or belongs to another dataset)"
-            )
+        verify_ids_file(self.ids_path, self.manifest.get("ids_sha256"))
+
+    def id_of_row(self, row: int) -> str:
+        """The id of 0-based ``row`` (reads ids up to it: for error messages)."""
+        seen = 0
+        for block in self.iter_ids():
+            if row < seen + len(block):
+                return block[row - seen]
+            seen += len(block)
+        return "?"
 
     def __len__(self) -> int:
         return self.n_rows
@@ -283,6 +281,34 @@ class ProfileDataset:
             f"ProfileDataset({str(self.path)!r}, kind={self.kind}, rows={self.n_rows}, "
             f"features={self.layout.n_features}, dtype={self.dtype})"
         )
+
+
+def verify_ids_file(path: Path, expected: str | None) -> None:
+    """Raise an InputError if the SHA-256 of the ids file ``path`` is not ``expected``."""
+    if not expected:
+        return
+    digest = hashlib.sha256()
+    with _open_text(path) as fh:
+        while data := fh.read(16 << 20):
+            digest.update(data)
+    if digest.hexdigest() != expected:
+        raise InputError(
+            f"{path}: ids do not match the manifest checksum "
+            "(file changed or belongs to another dataset)"
+        )
+
+
+def first_bad_row(x: np.ndarray) -> int:
+    """Index of the first row of ``x`` (n x F) holding NaN or an infinity, or -1.
+
+    Row sums find candidates in one cheap pass (NaN and inf propagate); a candidate is then
+    confirmed on its own, since a sum of huge finite values can overflow.
+    """
+    sums = np.add.reduce(x, axis=1)
+    for row in np.flatnonzero(~np.isfinite(sums)):
+        if not np.isfinite(x[row]).all():
+            return int(row)
+    return -1
 
 
 def open_dataset(path: str | Path) -> ProfileDataset:

@@ -31,7 +31,7 @@ import numpy as np
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
-from kmervae.io.dataset import _load_npy, count_lines, iter_id_blocks
+from kmervae.io.dataset import _load_npy, count_lines, iter_id_blocks, verify_ids_file
 from kmervae.io.npy import NpyStreamWriter
 
 FORMAT_NAME = "kmervae-embeddings"
@@ -261,13 +261,7 @@ class Embeddings:
 
     def verify_ids(self) -> None:
         """Check ``ids.txt`` against the manifest checksum."""
-        expected = self.manifest.get("ids_sha256")
-        digest = hashlib.sha256()
-        with open(self.ids_path, "rb") as fh:
-            while data := fh.read(16 << 20):
-                digest.update(data)
-        if expected and digest.hexdigest() != expected:
-            raise InputError(f"{self.ids_path}: ids do not match the manifest checksum")
+        verify_ids_file(self.ids_path, self.manifest.get("ids_sha256"))
 
     def __len__(self) -> int:
         return self.n_rows

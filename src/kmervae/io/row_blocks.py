@@ -23,7 +23,12 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from kmervae.errors import InputError
-from kmervae.io.dataset import _LEGACY_LAYOUTS, ProfileDataset, iter_row_blocks
+from kmervae.io.dataset import (
+    _LEGACY_LAYOUTS,
+    ProfileDataset,
+    first_bad_row,
+    iter_row_blocks,
+)
 from kmervae.kmers.layout import FeatureLayout
 
 
@@ -93,19 +98,6 @@ def _column_selection(columns: np.ndarray) -> slice | np.ndarray:
     return columns
 
 
-def _first_bad_row(x: np.ndarray) -> int:
-    """Index of the first row of ``x`` holding NaN or an infinity, or -1.
-
-    Row sums find candidates in one cheap pass (NaN and inf propagate); a candidate is then
-    confirmed on its own, since a sum of huge finite values can overflow.
-    """
-    sums = np.add.reduce(x, axis=1)
-    for row in np.flatnonzero(~np.isfinite(sums)):
-        if not np.isfinite(x[row]).all():
-            return int(row)
-    return -1
-
-
 class DatasetBlocks:
     """Blocks of a profile dataset in the model's columns, float32, checked for NaN/inf.
 
@@ -171,11 +163,11 @@ class DatasetBlocks:
                 raw = features.read(stop - start)
                 x = raw if self._whole_row else raw[:, self._select]
                 x = np.ascontiguousarray(x, dtype=np.float32)
-                bad = _first_bad_row(x)
+                bad = first_bad_row(x)
                 if bad >= 0:
                     row = start + bad
                     raise InputError(
-                        f"{ds.path}: row {row + 1} (id {id_of_row(ds, row)}) has NaN or "
+                        f"{ds.path}: row {row + 1} (id {ds.id_of_row(row)}) has NaN or "
                         "infinite features"
                     )
                 if ds.kind == "native":
@@ -188,15 +180,6 @@ class DatasetBlocks:
             features.close()
             for rows in side.values():
                 rows.close()
-
-
-def id_of_row(dataset: ProfileDataset, row: int) -> str:
-    seen = 0
-    for block in dataset.iter_ids():
-        if row < seen + len(block):
-            return block[row - seen]
-        seen += len(block)
-    return "?"
 
 
 def _ks_text(layout: FeatureLayout) -> str:
@@ -268,7 +251,7 @@ class NpyStreamBlocks:
                     f"{self.name}: the .npy ended early (its header says {self.n_rows} rows)"
                 ) from None
             x = np.ascontiguousarray(raw[:, self._select], dtype=np.float32)
-            bad = _first_bad_row(x)
+            bad = first_bad_row(x)
             if bad >= 0:
                 raise InputError(f"{self.name}: row {start + bad + 1} has NaN or infinite features")
             yield RowBlock(start, x)

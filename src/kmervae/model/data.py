@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.dataset import ProfileDataset
+from kmervae.io.dataset import ProfileDataset, first_bad_row
 
 
 @dataclass(frozen=True)
@@ -46,30 +46,22 @@ def random_split(n_rows: int, val_fraction: float, seed: int) -> Split:
 
 
 def check_finite(block: np.ndarray, rows: np.ndarray, dataset: ProfileDataset) -> None:
-    """Raise an InputError naming the first row of ``block`` with NaN or infinity."""
-    bad = ~np.isfinite(block).all(axis=1)
-    if bad.any():
-        row = int(rows[int(np.argmax(bad))])
-        ident = _id_of_row(dataset, row)
+    """Raise an InputError naming the first row of ``block`` with NaN, infinity or a
+    negative value (``rows``: the dataset rows of ``block``)."""
+    bad = first_bad_row(block)
+    if bad >= 0:
+        row = int(rows[bad])
         raise InputError(
-            f"{dataset.path}: row {row + 1} (id {ident!r}) has NaN or infinite features"
+            f"{dataset.path}: row {row + 1} (id {dataset.id_of_row(row)!r}) has "
+            "NaN or infinite features"
         )
     low = (block < 0).any(axis=1)
     if low.any():
         row = int(rows[int(np.argmax(low))])
         raise InputError(
-            f"{dataset.path}: row {row + 1} (id {_id_of_row(dataset, row)!r}) "
+            f"{dataset.path}: row {row + 1} (id {dataset.id_of_row(row)!r}) "
             "has negative frequencies"
         )
-
-
-def _id_of_row(dataset: ProfileDataset, row: int) -> str:
-    seen = 0
-    for block in dataset.iter_ids():
-        if row < seen + len(block):
-            return block[row - seen]
-        seen += len(block)
-    return "?"
 
 
 def read_rows(dataset: ProfileDataset, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable
 from kmervae.io.dataset import ProfileDataset, open_dataset
 from kmervae.io.embeddings import EmbeddingsWriter
-from kmervae.io.row_blocks import DatasetBlocks, NpyStreamBlocks, Prefetch, RowBlock, id_of_row
+from kmervae.io.row_blocks import DatasetBlocks, NpyStreamBlocks, Prefetch, RowBlock
 from kmervae.model.config import VAEConfig
 
 if TYPE_CHECKING:
@@ -396,7 +396,7 @@ def embed_profiles(
             writer.append(mu, np.exp(0.5 * logvar) if sigma else None, **block.columns)
 
         def name_row(row: int) -> str:
-            return f"{ds.path}: row {row + 1} (id {id_of_row(ds, row)})"
+            return f"{ds.path}: row {row + 1} (id {ds.id_of_row(row)})"
 
         def copy_ids() -> None:
             for ids in ds.iter_ids():
