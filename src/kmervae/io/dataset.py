@@ -141,6 +141,7 @@ class ProfileDataset:
             raise InputError(f"{path}/manifest.json: bad layout or row count ({exc})") from None
         name = str(path)
         self._features = _load_npy(path / "features.npy", name)
+        self._data_file, self._skip_columns = path / "features.npy", 0
         if self._features.dtype.name not in FEATURE_DTYPES:
             raise InputError(
                 f"{name}: features.npy has dtype {self._features.dtype}, "
@@ -192,6 +193,7 @@ class ProfileDataset:
         self.n_rows = matrix.shape[0]
         self._matrix = matrix
         self._features = matrix[:, 1:]
+        self._data_file, self._skip_columns = npy, 1
         self._columns = {}
         stem = npy.with_suffix("")
         for candidate in (stem.with_suffix(".txt"), stem.with_name(stem.name + ".txt.gz")):
@@ -264,6 +266,41 @@ class ProfileDataset:
         """Check ids against the manifest checksum (native datasets)."""
         verify_ids_file(self.ids_path, self.manifest.get("ids_sha256"))
 
+    def read_feature_rows(self, rows: np.ndarray, max_gap: int = 8) -> np.ndarray:
+        """Features of the sorted 0-based ``rows`` (n x F, the stored dtype), read with plain
+        file reads rather than through the memory map, so that memory accounting (RSS) does
+        not grow with what was read. Nearby rows (at most ``max_gap`` apart) share one read.
+        """
+        rows = np.asarray(rows, np.int64)
+        f = self.layout.n_features
+        width = f + self._skip_columns
+        itemsize = self._features.dtype.itemsize
+        out = np.empty((len(rows), f), self._features.dtype)
+        if not len(rows):
+            return out
+        offset = _npy_data_offset(self._data_file)
+        breaks = np.flatnonzero(np.diff(rows) > max_gap) + 1
+        starts = np.concatenate([[0], breaks])
+        stops = np.concatenate([breaks, [len(rows)]])
+        fd = os.open(self._data_file, os.O_RDONLY)
+        try:
+            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+                lo, hi = int(rows[a]), int(rows[b - 1]) + 1
+                nbytes = (hi - lo) * width * itemsize
+                buf = bytearray(nbytes)
+                view = memoryview(buf)
+                done = 0
+                while done < nbytes:
+                    got = os.preadv(fd, [view[done:]], offset + lo * width * itemsize + done)
+                    if got <= 0:
+                        raise InputError(f"{self._data_file}: file ends before row {hi}")
+                    done += got
+                block = np.frombuffer(buf, self._features.dtype).reshape(hi - lo, width)
+                out[a:b] = block[rows[a:b] - lo, self._skip_columns :]
+        finally:
+            os.close(fd)
+        return out
+
     def id_of_row(self, row: int) -> str:
         """The id of 0-based ``row`` (reads ids up to it: for error messages)."""
         seen = 0
@@ -281,6 +318,16 @@ class ProfileDataset:
             f"ProfileDataset({str(self.path)!r}, kind={self.kind}, rows={self.n_rows}, "
             f"features={self.layout.n_features}, dtype={self.dtype})"
         )
+
+
+def _npy_data_offset(path: Path) -> int:
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            np.lib.format.read_array_header_1_0(fh)
+        else:
+            np.lib.format.read_array_header_2_0(fh)
+        return fh.tell()
 
 
 def verify_ids_file(path: Path, expected: str | None) -> None:

@@ -66,15 +66,11 @@ def check_finite(block: np.ndarray, rows: np.ndarray, dataset: ProfileDataset) -
 
 def read_rows(dataset: ProfileDataset, columns: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Features of the sorted ``rows`` restricted to ``columns``, as a float32 array."""
-    features = dataset.features
     if len(rows) == 0:
         return np.empty((0, len(columns)), np.float32)
-    lo, hi = int(rows[0]), int(rows[-1]) + 1
-    if hi - lo <= 2 * len(rows):
-        block = np.asarray(features[lo:hi])[rows - lo]  # one contiguous read
-    else:
-        block = np.asarray(features[rows])  # scattered rows: read only those
-    out = block[:, columns].astype(np.float32, copy=False)
+    block = dataset.read_feature_rows(rows)  # plain reads: RSS does not grow with the file
+    whole = len(columns) == block.shape[1] and np.array_equal(columns, np.arange(len(columns)))
+    out = (block if whole else block[:, columns]).astype(np.float32, copy=False)
     check_finite(out, rows, dataset)
     return out
 
@@ -124,7 +120,7 @@ class StreamedBatches:
     Parameters
     ----------
     chunk_rows : rows per contiguous chunk of the file (the unit of random access).
-    buffer_rows : rows per shuffle buffer; two buffers exist at a time (one filling).
+    buffer_rows : rows per shuffle buffer; at most three exist at a time.
     """
 
     def __init__(
@@ -147,7 +143,7 @@ class StreamedBatches:
         bounds = np.searchsorted(rows, np.arange(n_chunks + 1) * chunk_rows)
         self._chunks = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
 
-    def _buffers(self, seed: int | None) -> Iterator[np.ndarray]:
+    def _buffers(self, seed: int | None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         if seed is None:
             order = np.arange(len(self._chunks))
         else:
@@ -159,20 +155,28 @@ class StreamedBatches:
             group.append(self.rows[a:b])
             size += b - a
             if size >= self.buffer_rows:
-                yield self._fill(group, seed)
+                yield self._fill(group, size, seed)
                 group, size = [], 0
         if group:
-            yield self._fill(group, seed)
+            yield self._fill(group, size, seed)
 
-    def _fill(self, group: list[np.ndarray], seed: int | None) -> np.ndarray:
-        block = np.concatenate([read_rows(self.dataset, self.columns, rows) for rows in group])
-        if seed is not None:
-            rng = np.random.default_rng([seed, int(group[0][0])])
-            block = block[rng.permutation(len(block))]
-        return block
+    def _fill(
+        self, group: list[np.ndarray], size: int, seed: int | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One buffer (float32, size x F) and the order to visit its rows (None: as is)."""
+        block = np.empty((size, len(self.columns)), np.float32)
+        pos = 0
+        for rows in group:
+            block[pos : pos + len(rows)] = read_rows(self.dataset, self.columns, rows)
+            pos += len(rows)
+        if seed is None:
+            return block, None
+        return block, np.random.default_rng([seed, int(group[0][0])]).permutation(size)
 
     def epoch(self, batch_size: int, seed: int | None, drop_last: bool) -> Iterator[torch.Tensor]:
-        """Batches of float32 rows; buffers are filled by a background thread."""
+        """Batches of float32 rows. A background thread fills the next buffer while this one
+        is used; batches are gathered from the buffer through its order (no shuffled copy),
+        so at most three buffers exist: one used, one queued, one filling."""
         filled: queue.Queue = queue.Queue(maxsize=1)
         stop = threading.Event()
 
@@ -193,7 +197,7 @@ class StreamedBatches:
 
         thread = threading.Thread(target=produce, name="kmervae-batches", daemon=True)
         thread.start()
-        carry: np.ndarray | None = None
+        carry = np.empty((0, len(self.columns)), np.float32)
         try:
             while True:
                 item = filled.get()
@@ -201,14 +205,28 @@ class StreamedBatches:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                if carry is not None and len(carry):
-                    item = np.concatenate([carry, item])
-                full = len(item) - len(item) % batch_size
-                tensor = torch.from_numpy(item[:full])
-                for start in range(0, full, batch_size):
-                    yield tensor[start : start + batch_size].to(self.device, non_blocking=True)
-                carry = item[full:]
-            if carry is not None and len(carry) and not drop_last:
+                block, order = item
+                n = len(block)
+                start = 0
+                if len(carry):  # rows left from the previous buffer start this one's first batch
+                    take = min(batch_size - len(carry), n)
+                    head = block[order[:take]] if order is not None else block[:take]
+                    carry = np.concatenate([carry, head])
+                    start = take
+                    if len(carry) < batch_size:
+                        continue
+                    yield torch.from_numpy(carry).to(self.device)
+                    carry = carry[:0]
+                while start + batch_size <= n:
+                    stop_at = start + batch_size
+                    rows = (
+                        block[order[start:stop_at]] if order is not None else block[start:stop_at]
+                    )
+                    yield torch.from_numpy(rows).to(self.device, non_blocking=True)
+                    start = stop_at
+                rest = order[start:] if order is not None else np.arange(start, n)
+                carry = block[rest]
+            if len(carry) and not drop_last:
                 yield torch.from_numpy(carry).to(self.device)
         finally:
             stop.set()
@@ -234,5 +252,5 @@ def make_batches(
     need = len(rows) * len(columns) * bytes_per_value
     if placement == "resident" or (placement == "auto" and need <= memory_bytes):
         return ResidentBatches(dataset, columns, rows, device)
-    buffer_rows = max(1024, memory_bytes // 4 // (len(columns) * 4))
+    buffer_rows = max(1024, memory_bytes // 3 // (len(columns) * 4))  # three buffers at most
     return StreamedBatches(dataset, columns, rows, device, buffer_rows=int(buffer_rows))
