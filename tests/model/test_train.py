@@ -308,3 +308,62 @@ def test_cli_train_and_resume(tmp_path, capsys):
     log = (run / "kmervae.log").read_text()
     assert log.count("command: kmervae train") == 2
     assert main([*args, "--epochs", "1", "--force"]) == 0
+
+
+def test_killed_run_resumes_with_unbroken_history(tmp_path):
+    """A real kill (SIGKILL) at an arbitrary moment, then --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = clustered_dataset(tmp_path / "d", n=600)
+    run = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "kmervae",
+        "train",
+        str(data),
+        "-o",
+        str(run),
+        "--ks",
+        "4,3,2,1",
+        "--hidden",
+        "32,16",
+        "--latent",
+        "4",
+        "--batch-size",
+        "16",
+        "--kl-warmup",
+        "1",
+        "--fidelity-every",
+        "0",
+        "-t",
+        "1",
+        "-q",
+    ]
+    proc = subprocess.Popen([*args, "--epochs", "400"])
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "checkpoints" / "last.pt").exists():
+        time.sleep(0.05)
+    time.sleep(0.7)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = [
+        json.loads(x)["epoch"]
+        for x in (run / "history.jsonl").read_text().splitlines()
+        if x.startswith('{"epoch"')
+    ]
+    assert 1 <= len(done) < 400
+    target = len(done) + 2
+    resumed = subprocess.run(
+        [*args[:7], "--resume", "--epochs", str(target), "-q"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines()]
+    epochs = [r["epoch"] for r in rows if "epoch" in r]
+    assert epochs == list(range(target))
+    assert sum("event" in r for r in rows) == 1
+    assert not list((run / "checkpoints").glob(".*"))  # no temporary checkpoint left behind

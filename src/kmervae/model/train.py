@@ -5,7 +5,7 @@ A run directory holds everything about one training run::
     run.json              model and training config, dataset, split, provenance, resumes
     kmervae.log           full log (appended on resume)
     history.jsonl         one JSON line per epoch (appended; a resume continues it)
-    training_curves.png   redrawn after every epoch
+    training_curves.png   redrawn at most every 30 s and after the last epoch
     checkpoints/last.pt   after every epoch: weights, optimizer, schedule, epoch, RNG state
     checkpoints/best.pt   best validation loss after the KL warm-up
     model/                the best model as a published model folder (config.json,
@@ -395,6 +395,7 @@ def train_vae(
     # larger evaluation batches pay on accelerators; on the CPU they only cost memory
     eval_batch = cfg.batch_size * 4 if device.type != "cpu" else cfg.batch_size
     stopped_early = False
+    last_plot = -math.inf  # the PNG is redrawn at most every 30 s, and at the first and last
     epoch = start_epoch - 1
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
@@ -519,7 +520,9 @@ def train_vae(
         if improved:
             save_checkpoint(ckpt_dir / "best.pt", payload)
         save_checkpoint(ckpt_dir / "last.pt", payload)
-        plot_training_curves(history.rows, run_dir / "training_curves.png")
+        if time.monotonic() - last_plot > 30 or epoch in (start_epoch, cfg.epochs - 1):
+            plot_training_curves(history.rows, run_dir / "training_curves.png")
+            last_plot = time.monotonic()
         log.info(
             "epoch %d/%d  train %.4g (eval mode %.4g)  val %.4g  recon %.4g  KL %.4g  "
             "lr %.3g  %.1f s  %.0f samples/s%s%s",
@@ -543,6 +546,7 @@ def train_vae(
         if cfg.early_stopping and epoch >= cfg.kl_warmup and since_best >= cfg.early_stopping:
             log.info("early stop: no validation gain in %d epochs", cfg.early_stopping)
             stopped_early = True
+            plot_training_curves(history.rows, run_dir / "training_curves.png")
             break
 
     model_dir = _publish(run_dir, ckpt_dir, model_config, cfg, ds_info, history.rows, provenance)
