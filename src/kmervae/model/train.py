@@ -441,13 +441,13 @@ def train_vae(
         model.eval()
         val = _evaluate(
             model,
-            val_batches.epoch(cfg.batch_size * 4, seed=None, drop_last=False),
+            val_batches.epoch(eval_batch, seed=None, drop_last=False),
             model_config,
             use_bf16,
             device,
         )
         train_eval_metrics = _evaluate(
-            model, iter(torch.split(train_eval, cfg.batch_size * 4)), model_config, use_bf16, device
+            model, iter(torch.split(train_eval, eval_batch)), model_config, use_bf16, device
         )
         record: dict[str, Any] = {
             "epoch": epoch,
