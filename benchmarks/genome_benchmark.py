@@ -1,0 +1,433 @@
+"""Embedding quality on real genomes: a trained model against every baseline, one table.
+
+    python benchmarks/genome_benchmark.py [--genomes DIR] [--out DIR] [--epochs N] ...
+
+1. Reads ``DIR/catalog.tsv`` (columns ``file``, ``organism``, ``genus``, ``family``,
+   ``phylum/domain`` or ``phylum``) and splits the genome files BY GENOME into train and
+   test (seeded): every species with several genomes gets genomes on both sides, and a
+   fraction of the single-genome species goes to the test side as "new species".
+2. Cuts each side into contigs of seeded random lengths (default 2-20 kbp) and profiles them
+   (``kmervae chop``, ``kmervae profile`` as library calls); writes the labels TSVs
+   (genome, species, genus, family, phylum per contig id).
+3. Trains a model of the reference architecture on the train contigs (CPU-sized recipe:
+   ``--epochs``, cosine schedule, batch 256, learning rate 1e-3 by default).
+4. Evaluates the model and the baselines (4-mer CLR, full CLR, PCA of the CLR at 32, 128 and
+   the model's latent size, fitted on the train contigs) on the test contigs:
+
+   - species@1 within test: nearest other test contig has the query's species (saturates:
+     most neighbours come from the query's own genome);
+   - the same excluding the query's own genome (queries whose species has another test
+     genome);
+   - Enterobacteriaceae species@1 (E. coli / Klebsiella / Salmonella / Shigella …), within
+     test and excluding the own genome;
+   - 2-5 kbp species@1 within test;
+   - test -> train species@1 and genus@1: nearest train contig (queries whose species /
+     genus exists in train);
+   - fidelity Spearman on a pool of test contigs (pool size printed).
+
+Prints one Markdown table and writes ``OUT/benchmark.json`` and ``OUT/benchmark.md``.
+The data source is a parameter: any folder of genomes with such a catalog works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GENOMES = Path(os.environ.get("KMERVAE_GENOMES", ROOT.parent / "shared/data/genomes"))
+RANKS = ("genome", "species", "genus", "family", "phylum")
+_SPECIES_CUTS = (" subsp.", " pv.", " serovar", " biovar", " plasmid", " strain", " (")
+
+log = logging.getLogger("genome_benchmark")
+
+
+def species_of(organism: str) -> str:
+    """The species part of an organism name ('' when unknown: 'uncultured …')."""
+    name = organism.strip()
+    if name.lower().startswith("uncultured") or not name:
+        return ""
+    for cut in _SPECIES_CUTS:
+        i = name.find(cut)
+        if i > 0:
+            name = name[:i]
+    return name.strip()
+
+
+def file_stem(name: str) -> str:
+    for suffix in (".gz", ".bz2", ".xz", ".zst"):
+        name = name.removesuffix(suffix)
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def read_catalog(genomes: Path) -> list[dict[str, str]]:
+    """One dict per genome file: file, genome, species, genus, family, phylum."""
+    path = genomes / "catalog.tsv"
+    if not path.is_file():
+        sys.exit(f"{path}: no catalog (expected columns file, organism, genus, family, phylum)")
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if not row.get("file") or not (genomes / row["file"]).is_file():
+                continue
+            out.append(
+                {
+                    "file": row["file"],
+                    "genome": file_stem(row["file"]),
+                    "species": species_of(row.get("organism", "")),
+                    "genus": (row.get("genus") or "").strip(),
+                    "family": (row.get("family") or "").strip(),
+                    "phylum": (row.get("phylum/domain") or row.get("phylum") or "").strip(),
+                }
+            )
+    return out
+
+
+def split_by_genome(
+    catalog: list[dict[str, str]], test_fraction: float, seed: int
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Species with several genomes: about ``test_fraction`` of them (at least one, never
+    all) go to test; single-genome species: each goes to test with that probability."""
+    rng = np.random.default_rng(seed)
+    by_species: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for entry in catalog:
+        by_species[entry["species"] or entry["genome"]].append(entry)
+    train, test = [], []
+    for species in sorted(by_species):
+        members = sorted(by_species[species], key=lambda e: e["file"])
+        order = rng.permutation(len(members))
+        if len(members) > 1:
+            n_test = min(len(members) - 1, max(1, round(len(members) * test_fraction)))
+        else:
+            n_test = int(rng.random() < test_fraction)
+        for rank, i in enumerate(order):
+            (test if rank < n_test else train).append(members[i])
+    return train, test
+
+
+def build_side(
+    name: str, entries: list[dict[str, str]], genomes: Path, out: Path, args: argparse.Namespace
+) -> tuple[Path, Path]:
+    """Chop, profile and label one side; returns (dataset, labels TSV)."""
+    from kmervae.io.chop import ChopSpec, chop_genomes
+    from kmervae.kmers.profile import profile_fasta
+
+    fasta, table = out / f"{name}.fa", out / f"{name}.contigs.tsv"
+    lo, hi = args.lengths
+    seed = args.seed + (0 if name == "train" else 1)
+    chop_genomes(
+        [genomes / e["file"] for e in entries],
+        fasta,
+        ChopSpec(lo, hi, lo, seed),
+        table=table,
+        prefix_file=True,
+        line_width=0,
+        overwrite=True,
+    )
+    dataset = out / f"{name}.kmv"
+    profile_fasta([fasta], dataset, threads=2, overwrite=True)
+    by_file = {e["file"]: e for e in entries}
+    labels = out / f"{name}.labels.tsv"
+    with open(table, newline="") as fh, open(labels, "w") as dst:
+        dst.write("id\t" + "\t".join(RANKS) + "\n")
+        for row in csv.DictReader(fh, delimiter="\t"):
+            entry = by_file[row["file"]]
+            dst.write(row["contig_id"] + "\t" + "\t".join(entry[r] for r in RANKS) + "\n")
+    fasta.unlink()
+    return dataset, labels
+
+
+def train_model(train: Path, out: Path, args: argparse.Namespace, variant: dict[str, Any]) -> Path:
+    from kmervae.model.config import VAEConfig
+    from kmervae.model.train import RuntimeOptions, TrainConfig, train_vae
+
+    config = VAEConfig(
+        ks=variant["ks"],
+        hidden=tuple(args.hidden),
+        latent=variant.get("latent", args.latent),
+        dropout=variant.get("dropout", 0.0),
+        beta=args.beta,
+    )
+    recipe = TrainConfig(
+        epochs=variant.get("epochs", args.epochs),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        schedule="cosine",
+        lr_warmup=2,
+        kl_warmup=min(5, max(1, args.epochs // 6)),
+        seed=args.seed,
+        fidelity_every=0,
+        eval_train_rows=2000,
+    )
+    run = out / f"run-{variant['name']}"
+    started = time.perf_counter()
+    summary = train_vae(
+        train,
+        run,
+        config,
+        recipe,
+        overwrite=True,
+        runtime=RuntimeOptions(device="cpu", threads=args.threads),
+    )
+    log.info(
+        "%s: %d epochs in %.0f s, best validation loss %.2f at epoch %s",
+        variant["name"],
+        summary.epochs_run,
+        time.perf_counter() - started,
+        summary.best_val_loss,
+        None if summary.best_epoch is None else summary.best_epoch + 1,
+    )
+    return summary.model_dir
+
+
+def evaluate_all(
+    specs: list[tuple[str, str]],
+    train: Path,
+    test: Path,
+    train_labels: Path,
+    test_labels: Path,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """Every slice of the table for every (label, spec)."""
+    from kmervae.evaluate.fidelity import evaluate_fidelity
+    from kmervae.evaluate.labels import align_labels, read_labels
+    from kmervae.evaluate.representations import open_representation, represent_rows
+    from kmervae.evaluate.taxonomy import TaxonomyRequest, evaluate_agreement
+    from kmervae.io.dataset import open_dataset
+
+    train_ds, test_ds = open_dataset(train), open_dataset(test)
+    test_table = read_labels(test_labels)
+    test_aligned = align_labels(test_table, test_ds.ids())
+    train_aligned = align_labels(
+        read_labels(train_labels), train_ds.ids(), vocab=test_aligned.vocab, what="train"
+    )
+    lengths = test_ds.lengths()
+    family = test_aligned.column("family")
+    entero_code = test_aligned.vocab["family"].get("Enterobacteriaceae", -2)
+    entero = np.flatnonzero(family == entero_code)
+    ranks = ("species", "genus")
+    rows = []
+    for label, spec in specs:
+        started = time.perf_counter()
+        rep = open_representation(
+            spec, test_ds.layout, fit_dataset=train_ds, seed=args.seed, threads=args.threads
+        )
+        vectors = represent_rows(rep, test_ds, np.arange(test_ds.n_rows))
+        ref_vectors = represent_rows(rep, train_ds, np.arange(train_ds.n_rows))
+        within = evaluate_agreement(vectors, test_aligned, lengths, TaxonomyRequest(ranks=ranks))
+        excl = evaluate_agreement(
+            vectors, test_aligned, lengths, TaxonomyRequest(ranks=ranks, exclude_same="genome")
+        )
+        ent = evaluate_agreement(
+            vectors, test_aligned, lengths, TaxonomyRequest(ranks=ranks), query_rows=entero
+        )
+        ent_excl = evaluate_agreement(
+            vectors,
+            test_aligned,
+            lengths,
+            TaxonomyRequest(ranks=ranks, exclude_same="genome"),
+            query_rows=entero,
+        )
+        ref = evaluate_agreement(
+            vectors,
+            test_aligned,
+            lengths,
+            TaxonomyRequest(ranks=ranks),
+            reference=ref_vectors,
+            reference_labels=train_aligned,
+        )
+        fid = evaluate_fidelity(
+            rep,
+            test_ds,
+            np.arange(test_ds.n_rows),
+            pool_size=min(args.pool_size, test_ds.n_rows),
+            seed=args.seed,
+            n_bootstrap=200,
+        )
+        short = within["by_length"].get("2-5 kbp", {})
+        rows.append(
+            {
+                "representation": label,
+                "dim": rep.dim,
+                "species@1 test": within["agreement"]["species"]["1"],
+                "species@1 test, other genomes": excl["agreement"]["species"]["1"],
+                "other-genome queries": excl["agreement"]["species"]["queries"],
+                "Entero species@1": ent["agreement"]["species"]["1"],
+                "Entero species@1, other genomes": ent_excl["agreement"]["species"]["1"],
+                "2-5 kbp species@1": short.get("species", {}).get("1", float("nan")),
+                "2-5 kbp queries": short.get("queries", 0),
+                "test->train species@1": ref["agreement"]["species"]["1"],
+                "test->train genus@1": ref["agreement"]["genus"]["1"],
+                "test->train genus queries": ref["agreement"]["genus"]["queries"],
+                "fidelity Spearman": fid["spearman"],
+                "fidelity CI": fid.get("ci", {}).get("spearman"),
+                "pool": fid["pool"],
+                "seconds": time.perf_counter() - started,
+                "details": {"within": within, "exclude_genome": excl, "reference": ref},
+            }
+        )
+        log.info("%s evaluated in %.0f s", label, rows[-1]["seconds"])
+    return rows
+
+
+COLUMNS = (
+    ("species@1 test", "species@1 within test"),
+    ("species@1 test, other genomes", "species@1 test, excl. own genome"),
+    ("Entero species@1", "Enterobacteriaceae species@1"),
+    ("Entero species@1, other genomes", "Entero. species@1, excl. own genome"),
+    ("2-5 kbp species@1", "2-5 kbp species@1"),
+    ("test->train species@1", "test->train species@1"),
+    ("test->train genus@1", "test->train genus@1"),
+)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = ["representation", *[title for _, title in COLUMNS], "fidelity Spearman (pool)"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for row in rows:
+        cells = [f"{row['representation']} ({row['dim']})"]
+        cells += [f"{row[key]:.3f}" for key, _ in COLUMNS]
+        cells.append(f"{row['fidelity Spearman']:.3f} ({row['pool']})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _length_range(text: str) -> tuple[int, int]:
+    lo, hi = (int(x) for x in text.split("-", 1))
+    return lo, hi
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--genomes", type=Path, default=DEFAULT_GENOMES)
+    parser.add_argument("--out", type=Path, default=Path("genome_benchmark_out"))
+    parser.add_argument("--lengths", type=_length_range, default=(2000, 20000), metavar="MIN-MAX")
+    parser.add_argument("--test-fraction", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--beta", type=float, default=0.05)
+    parser.add_argument("--hidden", type=_int_list, default=(1024, 512))
+    parser.add_argument("--latent", type=int, default=384)
+    parser.add_argument(
+        "--variants",
+        default="reference",
+        help="models to train: reference (6..1-mers), five (5..1-mers, dropout 0.1), "
+        "comma-separated",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also evaluate an existing model (repeatable)",
+    )
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="evaluate the models only (no baselines)"
+    )
+    parser.add_argument("--pool-size", type=int, default=50_000)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reuse", action="store_true", help="reuse datasets already in --out")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    started = time.perf_counter()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    catalog = read_catalog(args.genomes)
+    train_entries, test_entries = split_by_genome(catalog, args.test_fraction, args.seed)
+    (out / "split.json").write_text(
+        json.dumps(
+            {
+                "train": [e["file"] for e in train_entries],
+                "test": [e["file"] for e in test_entries],
+            },
+            indent=2,
+        )
+    )
+    log.info("%d train genomes, %d test genomes", len(train_entries), len(test_entries))
+    sides = {}
+    for name, entries in (("train", train_entries), ("test", test_entries)):
+        dataset, labels = out / f"{name}.kmv", out / f"{name}.labels.tsv"
+        if not (args.reuse and dataset.exists() and labels.exists()):
+            dataset, labels = build_side(name, entries, args.genomes, out, args)
+        sides[name] = (dataset, labels)
+    from kmervae.io.dataset import open_dataset
+
+    n_train, n_test = open_dataset(sides["train"][0]).n_rows, open_dataset(sides["test"][0]).n_rows
+    log.info(
+        "%d train contigs, %d test contigs (%.0f s)", n_train, n_test, time.perf_counter() - started
+    )
+
+    variants = {
+        "reference": {"name": "reference", "ks": (6, 5, 4, 3, 2, 1), "label": "VAE 6..1-mers"},
+        "five": {
+            "name": "five",
+            "ks": (5, 4, 3, 2, 1),
+            "dropout": 0.1,
+            "label": "VAE 5..1-mers, dropout 0.1",
+        },
+    }
+    specs: list[tuple[str, str]] = []
+    for key in filter(None, args.variants.split(",")):
+        variant = variants[key]
+        model_dir = train_model(sides["train"][0], out, args, variant)
+        specs.append((f"{variant['label']}, {args.epochs} ep", str(model_dir)))
+    for item in args.model:
+        label, _, path = item.partition("=")
+        specs.append((label, path))
+    specs += (
+        []
+        if args.no_baselines
+        else [
+            ("4-mer CLR", "tetra"),
+            ("CLR 6..1-mers", "clr"),
+            ("PCA-32 of CLR", "pca-32"),
+            ("PCA-128 of CLR", "pca-128"),
+            (f"PCA-{args.latent} of CLR", f"pca-{args.latent}"),
+        ]
+    )
+    (train_ds, train_labels), (test_ds, test_labels) = sides["train"], sides["test"]
+    rows = evaluate_all(specs, train_ds, test_ds, train_labels, test_labels, args)
+    table = markdown_table(rows)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    header = (
+        f"{len(test_entries)} test genomes ({n_test} contigs of {args.lengths[0]}-"
+        f"{args.lengths[1]} bp), {len(train_entries)} train genomes ({n_train} contigs); "
+        f"seed {args.seed}; {machine}; {time.perf_counter() - started:.0f} s in all"
+    )
+    print(header)
+    print(table)
+    (out / "benchmark.md").write_text(header + "\n\n" + table + "\n")
+    (out / "benchmark.json").write_text(
+        json.dumps(
+            {
+                "header": header,
+                "args": vars(args) | {"genomes": str(args.genomes), "out": str(args.out)},
+                "rows": rows,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

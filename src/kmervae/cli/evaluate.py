@@ -1,0 +1,432 @@
+"""``kmervae evaluate``: quality of a model (or a baseline) by the DESIGN.md protocols."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from kmervae.cli._common import add_common_options
+from kmervae.errors import KmervaeError
+from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
+from kmervae.io.atomic import atomic_file
+from kmervae.provenance import run_provenance
+
+log = logging.getLogger(__name__)
+
+MODEL_HELP = f"a model folder, checkpoint .pt or .onnx; or a baseline: {BASELINE_HELP}"
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"values must be positive, got {text!r}")
+    return values
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("representation and held-out rows")
+    group.add_argument(
+        "--fit",
+        metavar="DATASET",
+        help="dataset PCA baselines are fitted on (a training or reference set; default: the "
+        "evaluated dataset, with a warning)",
+    )
+    group.add_argument(
+        "--fit-rows",
+        type=int,
+        default=PCA_FIT_ROWS,
+        metavar="N",
+        help=f"PCA is fitted on a seeded sample of at most N rows (default {PCA_FIT_ROWS})",
+    )
+    group.add_argument(
+        "--run",
+        dest="training_run",
+        metavar="RUN_DIR",
+        help="a training run: if DATASET is its training data, only its validation rows are "
+        "used (found automatically for MODEL = RUN_DIR/model)",
+    )
+    group.add_argument("--seed", type=int, default=42, help="seed of every sample (default 42)")
+    group.add_argument("-t", "--threads", type=int, default=0, help="CPU threads (0: all)")
+    group.add_argument("--json", type=Path, metavar="FILE", help="also write the full result")
+
+
+def _add_fidelity_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("fidelity protocol")
+    group.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pool rows, a seeded sample of the held-out rows (default 50000, or all held-out "
+        "rows if fewer; asking for more than there are is an error)",
+    )
+    group.add_argument("--queries", type=int, default=100, help="queries (default 100)")
+    group.add_argument(
+        "--neighbours", type=int, default=50, help="neighbours per query (default 50)"
+    )
+    group.add_argument(
+        "--metric", choices=("euclidean", "cosine"), default="euclidean", help="(default euclidean)"
+    )
+    group.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples of queries (default 1000)"
+    )
+
+
+def _add_taxonomy_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("taxonomy protocol")
+    group.add_argument("--labels", required=True, metavar="TSV", help="labels of DATASET's ids")
+    group.add_argument(
+        "--ranks", help="comma-separated rank columns (default: all columns of --labels)"
+    )
+    group.add_argument("--k", type=_int_list, default=(1, 5, 10, 50), help="default 1,5,10,50")
+    group.add_argument(
+        "--exclude-same",
+        metavar="RANK",
+        help="skip neighbours that share the query's label at RANK (e.g. genome)",
+    )
+    group.add_argument(
+        "--length-bins",
+        type=_int_list,
+        default=(2000, 5000, 10000, 20000),
+        metavar="BP,BP,...",
+        help="contig-length bin edges (default 2000,5000,10000,20000)",
+    )
+    group.add_argument("--reference", metavar="DATASET", help="neighbours from this reference")
+    group.add_argument("--reference-labels", metavar="TSV", help="labels of the reference's ids")
+    group.add_argument(
+        "--distance-threshold",
+        type=float,
+        help="with --reference: how often the nearest reference is closer than this",
+    )
+    group.add_argument("--clustering", metavar="TSV", help="id<TAB>cluster: ARI and AMI")
+    group.add_argument(
+        "--max-queries", type=int, metavar="N", help="a seeded sample of N queries (default all)"
+    )
+    group.add_argument(
+        "--metric", choices=("euclidean", "cosine"), default="euclidean", help="(default euclidean)"
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="embedding quality: fidelity, taxonomy, reconstruction, matrix",
+        description="Measure a model, or a baseline computed by the same code, with the "
+        "protocols of DESIGN.md. MODEL is a model path or a baseline name "
+        f"({BASELINE_HELP}).",
+    )
+    proto = parser.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
+
+    fid = proto.add_parser(
+        "fidelity",
+        help="local-distance fidelity (Spearman/Pearson of latent distance vs CLR-MSE)",
+        description="From a pool of held-out rows, random queries and their nearest "
+        "neighbours: correlation of distance with CLR-MSE, mean CLR-MSE of the top 1/5/10/20/50, "
+        "random pairs as a baseline, bootstrap 95 %% intervals over queries.",
+    )
+    fid.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    fid.add_argument("dataset", metavar="DATASET", help="profile dataset (held-out rows)")
+    _add_fidelity_options(fid)
+    _add_source_options(fid)
+    add_common_options(fid)
+    fid.set_defaults(run=run)
+
+    tax = proto.add_parser(
+        "taxonomy",
+        help="taxonomic neighbour agreement (and ARI/AMI of a clustering)",
+        description="Fraction of the k nearest neighbours sharing the query's label, per "
+        "rank and contig-length bin; within DATASET, with --exclude-same RANK, or against a "
+        "labelled --reference.",
+    )
+    tax.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    tax.add_argument("dataset", metavar="DATASET", help="profile dataset (the queries)")
+    _add_taxonomy_options(tax)
+    _add_source_options(tax)
+    add_common_options(tax)
+    tax.set_defaults(run=run)
+
+    rec = proto.add_parser(
+        "reconstruction",
+        help="reconstruction MSE per k-group (needs the decoder)",
+        description="Mean squared error of decoder(mu) against the CLR profile, per k-group, "
+        "on held-out rows.",
+    )
+    rec.add_argument("model", metavar="MODEL", help="a model folder or checkpoint .pt")
+    rec.add_argument("dataset", metavar="DATASET", help="profile dataset (held-out rows)")
+    rec.add_argument(
+        "--max-rows", type=int, default=50_000, help="seeded sample of rows (default 50000)"
+    )
+    _add_source_options(rec)
+    add_common_options(rec)
+    rec.set_defaults(run=run)
+
+    mat = proto.add_parser(
+        "matrix",
+        help="models x datasets for one protocol, as Markdown and JSON",
+        description="Run one protocol for every model (or baseline) on every dataset and "
+        "write OUT.md (headline figures) and OUT.json (everything).",
+    )
+    mat.add_argument("--models", nargs="+", required=True, metavar="MODEL", help=MODEL_HELP)
+    mat.add_argument("--datasets", nargs="+", required=True, metavar="DATASET")
+    mat.add_argument(
+        "--protocol",
+        choices=("fidelity", "taxonomy", "reconstruction"),
+        required=True,
+        dest="matrix_protocol",
+    )
+    mat.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
+    mat.add_argument(
+        "--labels-per-dataset",
+        nargs="+",
+        metavar="TSV",
+        help="taxonomy: one labels file per dataset (default: --labels for all)",
+    )
+    _add_fidelity_options(mat)
+    tax_group = mat.add_argument_group("taxonomy (matrix)")
+    tax_group.add_argument("--labels", metavar="TSV", help="labels for every dataset")
+    tax_group.add_argument("--ranks", help="comma-separated rank columns")
+    tax_group.add_argument("--k", type=_int_list, default=(1, 5, 10, 50))
+    tax_group.add_argument("--exclude-same", metavar="RANK")
+    tax_group.add_argument("--max-queries", type=int, metavar="N")
+    rec_group = mat.add_argument_group("reconstruction (matrix)")
+    rec_group.add_argument("--max-rows", type=int, default=50_000)
+    _add_source_options(mat)
+    add_common_options(mat)
+    mat.set_defaults(run=run)
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def _source(args: argparse.Namespace, spec: str) -> Any:
+    from kmervae.evaluate.runner import Source
+
+    if args.fit_rows < 2:
+        raise KmervaeError("--fit-rows must be at least 2")
+    return Source(
+        spec=spec,
+        fit=args.fit,
+        fit_rows=args.fit_rows,
+        run_dir=args.training_run,
+        seed=args.seed,
+        threads=args.threads or None,
+    )
+
+
+def _taxonomy_request(args: argparse.Namespace) -> Any:
+    from kmervae.evaluate.taxonomy import TaxonomyRequest
+
+    return TaxonomyRequest(
+        ks=tuple(args.k),
+        ranks=tuple(r.strip() for r in args.ranks.split(",")) if args.ranks else None,
+        exclude_same=args.exclude_same,
+        length_edges=tuple(getattr(args, "length_bins", (2000, 5000, 10000, 20000))),
+        metric=args.metric,
+        distance_threshold=getattr(args, "distance_threshold", None),
+    )
+
+
+def _run_one(args: argparse.Namespace, protocol: str, spec: str, dataset: str, index: int) -> Any:
+    from kmervae.evaluate import runner
+
+    source = _source(args, spec)
+    if protocol == "fidelity":
+        return runner.run_fidelity(
+            source,
+            dataset,
+            pool_size=args.pool_size,
+            n_queries=args.queries,
+            k=args.neighbours,
+            metric=args.metric,
+            n_bootstrap=args.bootstrap,
+        )
+    if protocol == "taxonomy":
+        labels = args.labels
+        per = getattr(args, "labels_per_dataset", None)
+        if per:
+            labels = per[index]
+        if labels is None:
+            raise KmervaeError("the taxonomy protocol needs --labels (or --labels-per-dataset)")
+        return runner.run_taxonomy(
+            source,
+            dataset,
+            labels,
+            _taxonomy_request(args),
+            reference=getattr(args, "reference", None),
+            reference_labels=getattr(args, "reference_labels", None),
+            clustering=getattr(args, "clustering", None),
+            max_queries=args.max_queries,
+        )
+    return runner.run_reconstruction(source, dataset, max_rows=args.max_rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads < 0:
+        raise KmervaeError(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.protocol == "matrix":
+        return _run_matrix(args)
+    if args.json is not None and args.json.exists() and not args.force:
+        raise KmervaeError(f"{args.json} already exists (use --force to replace it)")
+    result = _run_one(args, args.protocol, args.model, args.dataset, 0)
+    result["provenance"] = run_provenance(args.argv, args.seed)
+    sys.stdout.write(format_result(result))
+    if args.json is not None:
+        _write_json(args.json, result, args.force)
+    return 0
+
+
+def _run_matrix(args: argparse.Namespace) -> int:
+    from kmervae.evaluate.matrix import evaluate_matrix, write_matrix
+
+    protocol = args.matrix_protocol
+    per = args.labels_per_dataset
+    if per and len(per) != len(args.datasets):
+        raise KmervaeError(
+            f"--labels-per-dataset has {len(per)} files for {len(args.datasets)} datasets"
+        )
+    if protocol == "taxonomy" and not (args.labels or per):
+        raise KmervaeError("--protocol taxonomy needs --labels or --labels-per-dataset")
+    args.reference = args.reference_labels = args.clustering = None
+    results = evaluate_matrix(
+        args.models,
+        args.datasets,
+        lambda model, dataset, i: _run_one(args, protocol, model, dataset, i),
+    )
+    md, js = write_matrix(
+        args.output,
+        protocol,
+        args.models,
+        args.datasets,
+        results,
+        provenance=run_provenance(args.argv, args.seed),
+        overwrite=args.force,
+    )
+    sys.stdout.write(md.read_text())
+    log.info("wrote %s and %s", md, js)
+    failed = sum("error" in r for r in results)
+    if failed:
+        log.error("%d of %d evaluations failed (see %s)", failed, len(results), js)
+        return 1
+    return 0
+
+
+def _write_json(path: Path, result: dict[str, Any], overwrite: bool) -> None:
+    from kmervae.evaluate.matrix import _json_default
+
+    with atomic_file(path, overwrite) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+
+
+# -- text output ---------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "nan" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The human-readable report of one protocol result (pool size beside every score)."""
+    rep = result["representation"]
+    lines = [
+        f"representation: {rep.get('name')} ({rep.get('kind', '?')}, dim {rep.get('dim', '?')})",
+        f"dataset: {result['dataset']['path']} ({result['dataset']['n_rows']} rows); "
+        f"held out: {result['held_out']}",
+    ]
+    protocol = result["protocol"]
+    if protocol == "fidelity":
+        pool = result["pool"]
+        ci = result.get("ci", {})
+
+        def with_ci(name: str, value: float, interval: list[float] | None) -> str:
+            band = f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else ""
+            return f"{name} {_fmt(value)}{band} (pool {pool})"
+
+        lines.append(
+            f"queries {result['queries']}, neighbours {result['k']}, metric {result['metric']}, "
+            f"seed {result.get('seed')}; CLR-MSE over k-groups {result.get('target_ks')}"
+        )
+        lines.append(with_ci("Spearman", result["spearman"], ci.get("spearman")))
+        lines.append(with_ci("Pearson", result["pearson"], ci.get("pearson")))
+        tops = ci.get("mean_clr_mse_top", {})
+        for n, value in result["mean_clr_mse_top"].items():
+            lines.append(with_ci(f"mean CLR-MSE top {n}", value, tops.get(n)))
+        rnd = result["random"]
+        lines.append(
+            with_ci("mean CLR-MSE random pairs", rnd["mean_clr_mse"], ci.get("random_mean_clr_mse"))
+        )
+        lines.append(
+            f"random pairs: Spearman {_fmt(rnd['spearman'])}, Pearson {_fmt(rnd['pearson'])} "
+            f"(pool {pool})"
+        )
+    elif protocol == "taxonomy":
+        lines += _format_taxonomy(result)
+    else:
+        lines.append(
+            f"reconstruction MSE {_fmt(result['mse'], 4)} (x features "
+            f"{_fmt(result['mse_x_features'], 1)}) on {result['rows']} rows"
+        )
+        lines += [f"  {k}-mers: {_fmt(v, 4)}" for k, v in result["mse_per_k"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _format_taxonomy(result: dict[str, Any]) -> list[str]:
+    ks = [str(k) for k in result["ks"]]
+    labels = result["labels"]
+    lines = [
+        f"mode: {result['mode']}; {result['queries']} queries, {result['candidates']} candidate "
+        f"neighbours, metric {result['metric']}",
+        f"labels: {labels['rows_without_labels']} rows without labels, "
+        f"{labels['label_ids_not_in_dataset']} labelled ids not in the dataset",
+        "| rank | " + " | ".join(f"@{k}" for k in ks) + " | queries |",
+        "|---|" + "---|" * (len(ks) + 1),
+    ]
+    for rank in result["ranks"]:
+        row = result["agreement"][rank]
+        lines.append(
+            f"| {rank} | " + " | ".join(_fmt(row[k]) for k in ks) + f" | {row['queries']} |"
+        )
+    unreachable = {r: n for r, n in result.get("unreachable", {}).items() if n}
+    if unreachable:
+        lines.append(
+            "left out (no candidate neighbour carries their label): "
+            + ", ".join(f"{r} {n}" for r, n in unreachable.items())
+        )
+    if result["by_length"]:
+        lines.append("by contig length (@1):")
+        lines.append("| length | queries | " + " | ".join(result["ranks"]) + " |")
+        lines.append("|---|---|" + "---|" * len(result["ranks"]))
+        for name, entry in result["by_length"].items():
+            cells = [_fmt(entry[r]["1"]) if r in entry else "" for r in result["ranks"]]
+            lines.append(f"| {name} | {entry['queries']} | " + " | ".join(cells) + " |")
+    if "nearest_distance" in result:
+        nd = result["nearest_distance"]
+        lines.append(
+            f"nearest reference distance: median {_fmt(nd['median'])}, 10 % {_fmt(nd['p10'])}, "
+            f"90 % {_fmt(nd['p90'])}"
+        )
+    if "within_threshold" in result:
+        wt = result["within_threshold"]
+        lines.append(
+            f"nearest reference closer than {wt['threshold']}: {_fmt(wt['fraction'])} of queries"
+        )
+    if "clustering" in result:
+        for rank, scores in result["clustering"].items():
+            if isinstance(scores, dict):
+                lines.append(
+                    f"clustering vs {rank}: ARI {_fmt(scores['ari'])}, AMI {_fmt(scores['ami'])} "
+                    f"({scores['rows']} rows)"
+                )
+    return lines

@@ -1,0 +1,390 @@
+"""Representations of profile rows behind one small interface: a trained model and baselines.
+
+Every evaluation protocol asks a :class:`Representation` for the vectors of some dataset
+rows, so a trained model and the baselines are measured by the same code:
+
+========================  ================================================================
+spec                      representation
+========================  ================================================================
+a path                    mu of a trained model (model folder, checkpoint ``.pt``, ``.onnx``)
+``clr``                   the CLR-transformed profile, all k-groups of the dataset
+``tetra`` (``clr4``)      CLR of the tetranucleotide (4-mer) group alone
+``clrK1,K2,..`` e.g.      CLR of the named k-groups (``clr5,4,3,2,1``)
+``pca-N``                 the first N principal components of the CLR profile, fitted on a
+                          seeded sample of a training / reference dataset
+========================  ================================================================
+
+The CLR is :mod:`kmervae.transform` (the only definition). PCA is fitted out of core: the
+mean and the scatter matrix of the CLR rows are accumulated block by block (float64, F x F),
+so memory is O(F²) whatever the number of fitted rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from kmervae.errors import InputError, KmervaeError
+from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
+from kmervae.io.dataset import ProfileDataset
+from kmervae.kmers.layout import FeatureLayout
+from kmervae.model.data import read_rows
+from kmervae.transform import clr
+
+log = logging.getLogger(__name__)
+
+#: rows read, transformed and embedded at once
+BLOCK_ROWS = 4096
+
+
+class Representation(Protocol):
+    """What a protocol needs of a representation.
+
+    ``ks`` are the k-groups it reads, in order; ``transform`` maps float32 raw frequency
+    rows (n x F, F the width of ``ks``) to float32 vectors (n x ``dim``).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ks(self) -> tuple[int, ...]: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def transform(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def dataset_columns(dataset: ProfileDataset, ks: tuple[int, ...], what: str) -> np.ndarray:
+    """Column indices of the k-groups ``ks`` in ``dataset``.
+
+    Raises
+    ------
+    InputError
+        The dataset lacks one of the groups (``what`` names the model or baseline).
+    """
+    try:
+        return dataset.layout.subset_columns(ks)
+    except ValueError:
+        raise InputError(
+            f"{dataset.path}: its k-groups {list(dataset.layout.ks)} do not include the "
+            f"{list(ks)} that {what} reads; the feature layouts do not match"
+        ) from None
+
+
+def represent_rows(
+    rep: Representation,
+    dataset: ProfileDataset,
+    rows: np.ndarray,
+    *,
+    block_rows: int = BLOCK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Vectors of ``rows`` of ``dataset``.
+
+    Parameters
+    ----------
+    rows : int64 (n,), sorted row indices.
+
+    Returns
+    -------
+    float32 (n x rep.dim), in the order of ``rows``.
+    """
+    columns = dataset_columns(dataset, rep.ks, rep.name)
+    out = np.empty((len(rows), rep.dim), np.float32)
+    for start in range(0, len(rows), block_rows):
+        part = rows[start : start + block_rows]
+        out[start : start + len(part)] = rep.transform(read_rows(dataset, columns, part))
+        if progress is not None:
+            progress(len(part))
+    return out
+
+
+_EIGEN_CACHE: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _clr_eigen(
+    dataset: ProfileDataset, rows: np.ndarray, ks: tuple[int, ...], block_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean float64 (F,), eigenvalues float64 (F,) descending and eigenvectors float64
+    (F x F) of the CLR covariance of ``rows``; cached, so PCA at several sizes fits once.
+
+    The scatter matrix is accumulated around the first block's mean (a shift that keeps the
+    float32 products accurate), then corrected to the exact mean.
+    """
+    import hashlib
+
+    key = (
+        str(Path(dataset.path).resolve()),
+        dataset.n_rows,
+        dataset.manifest.get("ids_sha256"),
+        hashlib.sha256(np.ascontiguousarray(rows, np.int64).tobytes()).hexdigest(),
+        ks,
+    )
+    if key in _EIGEN_CACHE:
+        return _EIGEN_CACHE[key]
+    layout = FeatureLayout(ks)
+    n_features = layout.n_features
+    columns = dataset_columns(dataset, ks, "PCA")
+    scatter = np.zeros((n_features, n_features), np.float64)
+    total = np.zeros(n_features, np.float64)
+    shift: np.ndarray | None = None
+    for start in range(0, len(rows), block_rows):
+        x = clr(read_rows(dataset, columns, rows[start : start + block_rows]), layout)
+        if shift is None:
+            shift = x.mean(axis=0)
+        x -= shift
+        scatter += x.T @ x
+        total += x.sum(axis=0, dtype=np.float64)
+    assert shift is not None
+    mean_shifted = total / len(rows)
+    cov = scatter / len(rows) - np.outer(mean_shifted, mean_shifted)
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1]
+    result = (
+        shift.astype(np.float64) + mean_shifted,
+        np.maximum(values[order], 0.0),
+        vectors[:, order],
+    )
+    _EIGEN_CACHE.clear()  # one fit set at a time: F x F float64 is 60 MB for 2772 features
+    _EIGEN_CACHE[key] = result
+    return result
+
+
+def clr_rows(
+    dataset: ProfileDataset, rows: np.ndarray, ks: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """float32 (n x F) per-group CLR of ``rows`` over the groups ``ks`` (default: all)."""
+    return represent_rows(CLRBaseline(ks or dataset.layout.ks), dataset, rows)
+
+
+@dataclass
+class ModelRepresentation:
+    """mu of a trained encoder (any :class:`~kmervae.model.embed.EncoderBackend`)."""
+
+    encoder: Any
+    name: str = "model"
+    path: Path | None = None
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return tuple(self.encoder.config.ks)
+
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.config.latent)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        mu, _ = self.encoder.encode(x)
+        return np.asarray(mu, np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "model",
+            "name": self.name,
+            "path": str(self.path) if self.path else None,
+            "fingerprint": getattr(self.encoder, "fingerprint", ""),
+            "ks": list(self.ks),
+            "dim": self.dim,
+        }
+
+
+@dataclass
+class CLRBaseline:
+    """The per-group CLR of the k-groups ``ks`` itself (dimension = their width)."""
+
+    groups: tuple[int, ...]
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or "clr" + ",".join(map(str, self.groups))
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return tuple(self.groups)
+
+    @property
+    def dim(self) -> int:
+        return FeatureLayout(self.ks).n_features
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return clr(x, FeatureLayout(self.ks))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "baseline", "name": self.name, "ks": list(self.ks), "dim": self.dim}
+
+
+@dataclass
+class PCABaseline:
+    """The first ``n_components`` principal components of the CLR profile of ``ks``.
+
+    Attributes set by :meth:`fit`: ``mean`` float64 (F,), ``components`` float32 (F x n),
+    ``explained`` float64 (n,) the fraction of variance of each component.
+    """
+
+    n_components: int
+    groups: tuple[int, ...]
+    label: str = ""
+    mean: np.ndarray | None = None
+    components: np.ndarray | None = None
+    explained: np.ndarray | None = None
+    fit_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.label or f"pca-{self.n_components}"
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return tuple(self.groups)
+
+    @property
+    def dim(self) -> int:
+        return self.n_components
+
+    def fit(
+        self,
+        dataset: ProfileDataset,
+        *,
+        rows: np.ndarray | None = None,
+        max_rows: int = PCA_FIT_ROWS,
+        seed: int = 42,
+        block_rows: int = BLOCK_ROWS,
+    ) -> PCABaseline:
+        """Fit on a seeded sample of at most ``max_rows`` of ``rows`` (default: all rows),
+        out of core: see :func:`_clr_eigen`."""
+        n_features = FeatureLayout(self.ks).n_features
+        if not 1 <= self.n_components <= n_features:
+            raise KmervaeError(
+                f"{self.name}: the CLR of k-groups {list(self.ks)} has {n_features} "
+                f"columns; choose 1..{n_features} components"
+            )
+        candidates = np.arange(dataset.n_rows) if rows is None else np.asarray(rows)
+        if len(candidates) < 2:
+            raise InputError(f"{dataset.path}: too few rows to fit {self.name}")
+        if len(candidates) > max_rows:
+            rng = np.random.default_rng(seed)
+            candidates = np.sort(rng.choice(candidates, max_rows, replace=False))
+        mean, values, vectors = _clr_eigen(dataset, candidates, self.ks, block_rows)
+        self.mean = mean
+        self.components = np.ascontiguousarray(vectors[:, : self.n_components], np.float32)
+        self.explained = values[: self.n_components] / max(values.sum(), 1e-300)
+        n = len(candidates)
+        self.fit_info = {
+            "dataset": str(dataset.path),
+            "rows": n,
+            "seed": seed,
+            "explained_variance": float(self.explained.sum()),
+        }
+        log.info(
+            "%s fitted on %d rows of %s: %.1f %% of the CLR variance",
+            self.name,
+            n,
+            dataset.path,
+            100 * self.fit_info["explained_variance"],
+        )
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        if self.components is None or self.mean is None:
+            raise KmervaeError(f"{self.name}: fit() before transform()")
+        centred = clr(x, FeatureLayout(self.ks)) - self.mean.astype(np.float32)
+        return centred @ self.components
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "baseline",
+            "name": self.name,
+            "ks": list(self.ks),
+            "dim": self.dim,
+            "fit": self.fit_info,
+        }
+
+
+_CLR_GROUPS = re.compile(r"^clr(\d(?:,\d)*)$")
+_PCA = re.compile(r"^pca-(\d+)$")
+
+
+def is_baseline(spec: str) -> bool:
+    """True when ``spec`` names a baseline rather than a model path."""
+    spec = spec.lower()
+    return (
+        spec in ("clr", "tetra", "clr4") or bool(_CLR_GROUPS.match(spec)) or bool(_PCA.match(spec))
+    )
+
+
+def open_representation(
+    spec: str | Path,
+    dataset_layout: FeatureLayout,
+    *,
+    fit_dataset: ProfileDataset | None = None,
+    fit_rows: np.ndarray | None = None,
+    fit_max_rows: int = PCA_FIT_ROWS,
+    seed: int = 42,
+    threads: int | None = None,
+) -> Representation:
+    """A model (path) or a baseline (name) as a :class:`Representation`.
+
+    Parameters
+    ----------
+    spec : a model folder, checkpoint ``.pt`` or ``.onnx``; or a baseline name
+        (``clr``, ``tetra``, ``clrK,..``, ``pca-N``).
+    dataset_layout : layout of the evaluated data (``clr`` and ``pca-N`` use all its groups).
+    fit_dataset, fit_rows : where PCA is fitted (a training or reference set and, optionally,
+        which of its rows); required for ``pca-N``.
+    fit_max_rows, seed : PCA is fitted on a seeded sample of at most this many rows.
+
+    Raises
+    ------
+    InputError
+        An unknown baseline name, an unreadable model, or ``pca-N`` without data to fit.
+    """
+    text = str(spec)
+    low = text.lower()
+    if low == "clr":
+        return CLRBaseline(tuple(dataset_layout.ks), label="clr")
+    if low in ("tetra", "clr4"):
+        return CLRBaseline((4,), label="tetra")
+    match = _CLR_GROUPS.match(low)
+    if match:
+        ks = tuple(int(k) for k in match.group(1).split(","))
+        try:
+            FeatureLayout(ks)
+        except ValueError as exc:
+            raise InputError(f"baseline {text}: {exc}") from None
+        return CLRBaseline(ks)
+    match = _PCA.match(low)
+    if match:
+        if fit_dataset is None:
+            raise InputError(f"baseline {text} must be fitted: give a dataset to fit it on")
+        pca = PCABaseline(int(match.group(1)), tuple(fit_dataset.layout.ks))
+        return pca.fit(fit_dataset, rows=fit_rows, max_rows=fit_max_rows, seed=seed)
+    path = Path(text)
+    if not path.exists():
+        raise InputError(f"{text}: neither a model path nor a baseline ({BASELINE_HELP})")
+    from kmervae.model.embed import load_encoder
+
+    encoder = load_encoder(path, device="cpu", threads=threads)
+    return ModelRepresentation(encoder, name=_model_name(path), path=path)
+
+
+def _model_name(path: Path) -> str:
+    """A short name: ``run1/model`` -> ``run1``; ``x/model.onnx`` -> ``model``."""
+    if path.name == "model" and path.parent.name:
+        return path.parent.name
+    return path.stem if path.is_file() else path.name
+
+
+def describe_representation(rep: Representation) -> dict[str, Any]:
+    describe = getattr(rep, "describe", None)
+    if callable(describe):
+        return dict(describe())
+    return {"name": rep.name, "ks": list(rep.ks), "dim": rep.dim}

@@ -1,0 +1,50 @@
+"""The genome benchmark's species names and its by-genome, stratified split."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "genome_benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("genome_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_species_names(bench):
+    assert bench.species_of("Escherichia coli") == "Escherichia coli"
+    assert (
+        bench.species_of("Salmonella enterica subsp. enterica serovar X") == "Salmonella enterica"
+    )
+    assert bench.species_of("Pseudomonas syringae pv. maculicola") == "Pseudomonas syringae"
+    assert bench.species_of("Klebsiella sp. (K. pneumoniae complex)") == "Klebsiella sp."
+    assert bench.species_of("uncultured virus (metagenomic contig)") == ""
+    assert bench.file_stem("E_coli_K12.fa.gz") == "E_coli_K12"
+
+
+def test_split_keeps_whole_genomes_and_both_sides_of_shared_species(bench):
+    catalog = [
+        {"file": f"{sp}_{i}.fa", "genome": f"{sp}_{i}", "species": sp}
+        for sp, n in (("Ecoli", 5), ("Saureus", 3), ("Hpylori", 2))
+        for i in range(n)
+    ]
+    catalog += [
+        {"file": f"single{i}.fa", "genome": f"single{i}", "species": f"s{i}"} for i in range(20)
+    ]
+    train, test = bench.split_by_genome(catalog, 0.3, seed=1)
+    assert {e["file"] for e in train}.isdisjoint({e["file"] for e in test})
+    assert len(train) + len(test) == len(catalog)
+    on_train, on_test = Counter(e["species"] for e in train), Counter(e["species"] for e in test)
+    for species in ("Ecoli", "Saureus", "Hpylori"):
+        assert on_train[species] >= 1 and on_test[species] >= 1
+    assert 0 < sum(on_test[f"s{i}"] for i in range(20)) < 20
+    assert bench.split_by_genome(catalog, 0.3, seed=1) == (train, test)
