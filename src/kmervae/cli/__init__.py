@@ -7,11 +7,35 @@ import logging
 import sys
 
 from kmervae._version import __version__
-from kmervae.cli import chop, concat, embed, export, import_keras, profile, train
+from kmervae.cli import (
+    chop,
+    concat,
+    embed,
+    evaluate,
+    export,
+    import_keras,
+    index,
+    knn,
+    profile,
+    search,
+    train,
+)
 from kmervae.cli._common import setup_console_logging
 from kmervae.errors import KmervaeError
 
-SUBCOMMANDS = (profile, concat, chop, train, embed, import_keras, export)
+SUBCOMMANDS = (
+    profile,
+    concat,
+    chop,
+    train,
+    embed,
+    import_keras,
+    export,
+    evaluate,
+    index,
+    search,
+    knn,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

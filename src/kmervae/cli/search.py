@@ -1,0 +1,112 @@
+"""``kmervae search STORE``: nearest contigs of ids, embeddings or new sequences."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from kmervae._version import __version__
+from kmervae.cli._common import add_common_options
+from kmervae.errors import InputError, KmervaeError
+from kmervae.provenance import run_provenance
+
+log = logging.getLogger(__name__)
+
+
+def add_dask_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="fan the work out over Dask workers: a scheduler address (tcp://host:8786), or "
+        "'local' for a local cluster; the store must be on storage the workers see",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "search",
+        help="nearest contigs of ids, embeddings or new sequences",
+        description="Search a store (kmervae index build) by contig ids (each excluding "
+        "itself), by embeddings (.npy N x dim, or an embedding store), or by new sequences "
+        "(--fasta with --model: profiled and embedded on the fly). Output: a TSV of query, "
+        "rank, neighbour, distance (Euclidean), length.",
+    )
+    parser.add_argument("store", type=Path, metavar="STORE")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--ids", nargs="+", metavar="ID", help="contig ids in the store")
+    query.add_argument("--ids-file", type=Path, metavar="FILE", help="ids, one per line")
+    query.add_argument(
+        "--embeddings", type=Path, metavar="X", help=".npy (N x dim) or embedding store"
+    )
+    query.add_argument("--fasta", type=Path, metavar="FASTA", help="new sequences (with --model)")
+    parser.add_argument("--model", type=Path, metavar="MODEL", help="the store's model (--fasta)")
+    parser.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
+    parser.add_argument(
+        "--where", metavar="EXPR", help='metadata filter, e.g. "length >= 5000 and gc < 0.5"'
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, metavar="TSV", help="write here (default: stdout)"
+    )
+    parser.add_argument("-t", "--threads", type=int, default=0, help="threads for --fasta")
+    add_dask_option(parser)
+    add_common_options(parser)
+    parser.set_defaults(run=run)
+
+
+def _read_ids(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise InputError(f"{path}: no ids")
+    return ids
+
+
+def run(args: argparse.Namespace) -> int:
+    from kmervae.distributed.fanout import dask_client, search_blocks
+    from kmervae.index.protocol import open_index
+    from kmervae.index.query import (
+        embed_fasta,
+        load_query_embeddings,
+        search_by_ids,
+        write_search_tsv,
+    )
+    from kmervae.io.atomic import atomic_file, check_writable
+
+    if (args.fasta is None) != (args.model is None):
+        raise KmervaeError("--fasta and --model go together")
+    if args.output is not None:
+        check_writable(args.output, args.force)
+    store = open_index(args.store)
+    store.check_k(args.k)
+    store.parse_where(args.where)  # an unknown column fails before any work
+    client = dask_client(args.dask)
+    try:
+        if args.ids is not None or args.ids_file is not None:
+            names = args.ids if args.ids is not None else _read_ids(args.ids_file)
+            result = search_by_ids(store, names, args.k, where=args.where, client=client)
+        else:
+            if args.fasta is not None:
+                names, queries = embed_fasta(args.fasta, args.model, store, args.threads or None)
+            else:
+                names, queries = load_query_embeddings(args.embeddings, store.dim)
+            result = search_blocks(store, queries, args.k, where=args.where, client=client)
+    finally:
+        if client is not None:
+            client.close()
+    command = " ".join(run_provenance(args.argv)["command"])
+    comment = f"# kmervae {__version__}: {command} (model {store.model_fingerprint or '?'})\n"
+    if args.output is None:
+        sys.stdout.write(comment)
+        lines = write_search_tsv(sys.stdout, store, names, result)
+    else:
+        with atomic_file(args.output, args.force) as tmp, open(tmp, "w") as fh:
+            fh.write(comment)
+            lines = write_search_tsv(fh, store, names, result)
+    short = int((result.rows < 0).any(axis=1).sum())
+    if short:
+        log.warning("%d queries have fewer than %d neighbours passing the filter", short, args.k)
+    log.info("%d queries, %d neighbours", len(names), lines)
+    return 0
