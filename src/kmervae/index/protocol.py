@@ -29,6 +29,7 @@ A server backend (e.g. Milvus) fits by implementing the ``_``-methods of :class:
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -155,7 +156,7 @@ class _HashSet:
             self.runs = [np.sort(np.concatenate(self.runs))]
 
 
-class StoreBase:
+class StoreBase(abc.ABC):
     """What every backend shares: the manifest, the atomic life cycle, the checks.
 
     Subclasses set :attr:`backend` and implement ``_create_data``, ``_open_data``,
@@ -463,42 +464,49 @@ class StoreBase:
         self._ids.insert(hashes)
 
     # -- what a backend implements -----------------------------------------------------
+    @abc.abstractmethod
     def _create_data(self) -> None:
-        raise NotImplementedError
+        """Backend: create (or open) the data files."""
 
+    @abc.abstractmethod
     def _open_data(self) -> None:
-        raise NotImplementedError
+        """Backend: create (or open) the data files."""
 
     def _reopen(self) -> None:
         self._open_data()
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release open handles (before the data folder is removed)."""
 
+    @abc.abstractmethod
     def _append(
         self, ids: list[str], vectors: np.ndarray, columns: dict[str, np.ndarray], first: int
     ) -> None:
-        raise NotImplementedError
+        """Backend: stage rows (visible only after :meth:`_commit`)."""
 
+    @abc.abstractmethod
     def _commit(self) -> dict[str, Any]:
         """Make appended rows durable and indexed; returns parameters for the manifest."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _rollback(self) -> None:
-        raise NotImplementedError
+        """Backend: drop rows staged since the last commit."""
 
+    @abc.abstractmethod
     def _search(self, queries: np.ndarray, k: int, flt: Filter | None) -> SearchResult:
-        raise NotImplementedError
+        """Backend: the ``k`` nearest committed rows of each query."""
 
+    @abc.abstractmethod
     def _take(self, rows: np.ndarray, columns: list[str]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Backend: the given columns of committed rows."""
 
+    @abc.abstractmethod
     def _find(self, ids: list[str]) -> np.ndarray:
-        raise NotImplementedError
+        """Backend: committed rows of ``ids`` (int64, -1 where absent)."""
 
+    @abc.abstractmethod
     def _has_id(self, ident: str) -> bool:
         """Whether ``ident`` was added (committed or not)."""
-        raise NotImplementedError
 
 
 def backends() -> dict[str, type[StoreBase]]:
