@@ -247,6 +247,8 @@ def train_vae(
         if not (ckpt_dir / "last.pt").exists():
             raise KmervaeError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
         ckpt = load_checkpoint(ckpt_dir / "last.pt")
+        for stale in [*ckpt_dir.glob(".*.tmp-*"), *run_dir.glob(".*.tmp-*")]:
+            remove_path(stale)  # half-written files of the run that was stopped
     else:
         earlier = [
             run_dir / n
