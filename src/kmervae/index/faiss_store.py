@@ -27,6 +27,60 @@ from kmervae.index.protocol import SearchResult
 
 log = logging.getLogger(__name__)
 
+#: batches of at least this many unfiltered queries are searched list by list (see below)
+BATCH_BY_LISTS = 32
+
+
+def search_by_lists(
+    index: Any, queries: np.ndarray, k: int, nprobe: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """IVF-Flat search of a batch, list by list: the queries that probe one list are
+    compared with all its vectors in one matrix product, so every list is read once per
+    batch instead of once per query (FAISS's own search is bound by memory bandwidth here).
+    Same candidates as ``index.search`` with this ``nprobe``.
+
+    Returns squared distances (float32, Q x k, ascending) and row ids (int64, -1 padding).
+    """
+    import faiss
+
+    q = np.ascontiguousarray(queries, np.float32)
+    n_q, dim = q.shape
+    probes = index.quantizer.search(q, min(nprobe, index.nlist))[1]
+    best_d = np.full((n_q, k), np.inf, np.float32)
+    best_i = np.full((n_q, k), -1, np.int64)
+    q_norms = np.einsum("ij,ij->i", q, q)
+    flat = probes.ravel()
+    owners = np.repeat(np.arange(n_q), probes.shape[1])
+    keep = flat >= 0
+    flat, owners = flat[keep], owners[keep]
+    order = np.argsort(flat, kind="stable")
+    flat, owners = flat[order], owners[order]
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    stops = np.r_[starts[1:], len(flat)]
+    invlists = index.invlists
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        lst = int(flat[a])
+        size = invlists.list_size(lst)
+        if size == 0:
+            continue
+        vecs = faiss.rev_swig_ptr(invlists.get_codes(lst), size * dim * 4).view(np.float32)
+        vecs = vecs.reshape(size, dim)
+        ids = faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy()
+        qs = owners[a:b]
+        d2 = q_norms[qs, None] - 2.0 * (q[qs] @ vecs.T) + np.einsum("ij,ij->i", vecs, vecs)
+        all_d = np.hstack([best_d[qs], d2.astype(np.float32)])
+        all_i = np.hstack([best_i[qs], np.broadcast_to(ids, (len(qs), size))])
+        kk = min(k, all_d.shape[1])
+        part = np.argpartition(all_d, kk - 1, axis=1)[:, :kk]
+        best_d[qs, :kk] = np.take_along_axis(all_d, part, axis=1)
+        best_i[qs, :kk] = np.take_along_axis(all_i, part, axis=1)
+    srt = np.argsort(best_d, axis=1, kind="stable")
+    best_d = np.take_along_axis(best_d, srt, axis=1)
+    best_i = np.take_along_axis(best_i, srt, axis=1)
+    best_i[~np.isfinite(best_d)] = -1
+    return best_d, best_i
+
+
 DEFAULTS: dict[str, Any] = {"ann_min_rows": 10_000, "num_partitions": None, "nprobes": 16}
 
 
@@ -134,7 +188,10 @@ class FaissStore(ExactStore):
             return d2, idx
 
         nprobe = int(self._param("nprobes"))
-        d2, idx = run(queries, nprobe)
+        if isinstance(index, faiss.IndexIVF) and keep is None and len(queries) >= BATCH_BY_LISTS:
+            d2, idx = search_by_lists(index, queries, k, nprobe)
+        else:
+            d2, idx = run(queries, nprobe)
         if isinstance(index, faiss.IndexIVF) and keep is not None:
             # lists probed may hold too few rows that pass the filter: scan all for those
             short = (idx < 0).any(axis=1) & (int(keep.sum()) > (idx >= 0).sum(axis=1))
