@@ -30,6 +30,16 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--force", action="store_true", help="replace outputs that exist")
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type for comma-separated integers such as ``5,4,3,2,1``."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
 def add_format_option(parser: argparse.ArgumentParser) -> None:
     """``--format native|legacy`` for commands that write profile datasets."""
     parser.add_argument(

@@ -6,20 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import add_common_options
+from kmervae.cli._common import add_common_options, int_list
 from kmervae.io.atomic import check_writable
 from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
-
-
-def _ks(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(k) for k in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected k values like 5,4,3,2,1, got {text!r}"
-        ) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--ks",
-        type=_ks,
+        type=int_list,
         default=None,
         metavar="K,K,…",
         help="k-groups of the input columns, in order (default: inferred from the width)",

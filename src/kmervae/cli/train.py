@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kmervae.cli._common import LogFile, add_common_options
+from kmervae.cli._common import LogFile, add_common_options, int_list
 from kmervae.errors import KmervaeError
 from kmervae.provenance import run_provenance
 
@@ -42,15 +42,6 @@ _TRAIN_FLAGS = {
 }
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
@@ -70,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validation dataset (default: a seeded random --val-fraction of DATASET)",
     )
     model = parser.add_argument_group("model (default: the reference architecture)")
-    model.add_argument("--ks", type=_int_list, help="k-groups, e.g. 5,4,3,2,1 (default 6,...,1)")
-    model.add_argument("--hidden", type=_int_list, help="hidden widths (default 1024,512)")
+    model.add_argument("--ks", type=int_list, help="k-groups, e.g. 5,4,3,2,1 (default 6,...,1)")
+    model.add_argument("--hidden", type=int_list, help="hidden widths (default 1024,512)")
     model.add_argument("--latent", type=int, help="latent size (default 384)")
     model.add_argument("--beta", type=float, help="KL weight beta (default 0.05)")
     model.add_argument("--dropout", type=float, help="dropout after hidden layers (default 0)")

@@ -44,6 +44,7 @@ from kmervae.errors import InputError, KmervaeError
 from kmervae.index.filters import COLUMN_NAME, Filter, parse_filter
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
 from kmervae.io.ids import id_hashes
+from kmervae.io.manifest import read_json_manifest
 
 log = logging.getLogger(__name__)
 
@@ -120,21 +121,7 @@ def check_schema(schema: Mapping[str, str]) -> dict[str, str]:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of the store at ``path`` (checked: format and schema version)."""
-    file = path / "manifest.json"
-    if not file.is_file():
-        raise InputError(f"{path}: not an index store (no manifest.json)")
-    try:
-        manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{file}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise InputError(f"{path}: not a kmervae index store (manifest format differs)")
-    if manifest.get("schema_version", 0) > SCHEMA_VERSION:
-        raise InputError(
-            f"{path}: index schema {manifest['schema_version']} is newer than this kmervae "
-            f"({__version__}) reads; upgrade kmervae"
-        )
-    return manifest
+    return read_json_manifest(path / "manifest.json", FORMAT_NAME, SCHEMA_VERSION, "index store")
 
 
 class _HashSet:

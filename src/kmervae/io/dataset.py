@@ -30,6 +30,7 @@ import numpy as np
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
+from kmervae.io.manifest import read_json_manifest
 from kmervae.io.npy import NpyStreamWriter
 from kmervae.kmers.layout import FEATURE_LAYOUT, FeatureLayout
 
@@ -42,21 +43,9 @@ for _ks in ((5, 4, 3, 2, 1), (4,)):
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}/manifest.json: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise InputError(
-            f"{path}: not a kmervae profile dataset (manifest format is "
-            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
-        )
-    if manifest.get("schema_version", 0) > SCHEMA_VERSION:
-        raise InputError(
-            f"{path}: dataset schema {manifest['schema_version']} is newer than "
-            f"this kmervae ({__version__}) reads; upgrade kmervae"
-        )
-    return manifest
+    return read_json_manifest(
+        path / "manifest.json", FORMAT_NAME, SCHEMA_VERSION, "profile dataset"
+    )
 
 
 def _load_npy(path: Path, name: str) -> np.ndarray:

@@ -32,6 +32,7 @@ from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
 from kmervae.io.dataset import _load_npy, count_lines, iter_id_blocks, verify_ids_file
+from kmervae.io.manifest import read_json_manifest
 from kmervae.io.npy import NpyStreamWriter
 
 FORMAT_NAME = "kmervae-embeddings"
@@ -180,17 +181,9 @@ class Embeddings:
         name = str(self.path)
         if not (self.path / "manifest.json").is_file():
             raise InputError(f"{name}: not an embedding store (no manifest.json)")
-        try:
-            manifest = json.loads((self.path / "manifest.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}/manifest.json: not valid JSON ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-            raise InputError(f"{name}: not a kmervae embedding store (manifest format differs)")
-        if manifest.get("schema_version", 0) > SCHEMA_VERSION:
-            raise InputError(
-                f"{name}: embeddings schema {manifest['schema_version']} is newer than this "
-                f"kmervae ({__version__}) reads; upgrade kmervae"
-            )
+        manifest = read_json_manifest(
+            self.path / "manifest.json", FORMAT_NAME, SCHEMA_VERSION, "embedding store"
+        )
         self.manifest: dict[str, Any] = manifest
         try:
             self.n_rows = int(manifest["n_rows"])
