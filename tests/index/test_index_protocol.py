@@ -177,3 +177,50 @@ def test_a_failed_build_leaves_nothing(tmp_path, backend):
         s.add(["a"], np.zeros((1, 4), np.float32), {})
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_batched_search_finds_the_true_neighbours(store, backend, vectors):
+    # 100 queries: the LanceDB and FAISS stores search such batches list by list
+    queries = vectors[::30] + 0.01
+    got = store.search(queries, 10)
+    want = truth(vectors, queries, 10)
+    if backend.endswith(("-ivf", "-pq")):
+        assert _recall(got.rows, want.rows) >= 0.9
+    else:
+        np.testing.assert_array_equal(got.rows, want.rows)
+        np.testing.assert_allclose(got.distances, want.distances, rtol=1e-4, atol=1e-4)
+    assert (np.diff(got.distances, axis=1) >= -1e-6).all()
+
+
+@pytest.mark.parametrize("backend", ["lance-ivf", "faiss-ivf"])
+def test_an_index_written_past_the_commit_stays_invisible(store, backend, vectors):
+    # a crash after the index file was written but before the manifest: the extra rows
+    # must not be found, and the next add must index its own rows once
+    extra = clustered(200, seed=1)
+    store.add(ids(N, N + 200), extra, columns(N, N + 200))
+    store._commit()  # index structures and faiss.index written; manifest.json not
+    reopened = open_index(store.path)
+    assert len(reopened) == N
+    for queries in (extra[:5], extra[:100]):  # one by one and list by list
+        got = reopened.search(queries, 10)
+        assert ((got.rows >= 0) & (got.rows < N)).all()
+    reopened.add(ids(N, N + 200), extra, columns(N, N + 200))
+    reopened.save({"action": "add"})
+    again = open_index(store.path)
+    got = again.search(extra[:100], 1)
+    np.testing.assert_array_equal(got.rows[:, 0], np.arange(N, N + 100))
+
+
+def test_lance_without_batch_index(tmp_path, vectors):
+    path = tmp_path / "store"
+    params = {"ann_min_rows": 1000, "num_partitions": 16, "nprobes": 8, "batch_index": "none"}
+    with create_index(path, backend="lance", dim=DIM, schema=SCHEMA, params=params) as s:
+        s.add(ids(0, N), vectors, columns(0, N))
+        s.save({"action": "build"})
+    store = open_index(path)
+    assert not (path / "faiss.index").exists()
+    assert store.manifest["params"]["batch_index"] == "none"
+    queries = vectors[::30] + 0.01
+    assert _recall(store.search(queries, 10).rows, truth(vectors, queries, 10).rows) >= 0.9
+    with pytest.raises(KmervaeError, match="batch_index must be one of"):
+        create_index(tmp_path / "bad", backend="lance", dim=DIM, params={"batch_index": "x"})

@@ -112,7 +112,9 @@ def test_bad_knn_requests(lance_store, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dask_fan_out_gives_the_local_answers(lance_store, tmp_path):
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "worker-processes"])
+def test_dask_fan_out_gives_the_local_answers(lance_store, tmp_path, processes):
+    # worker processes open the store by path, as workers on other machines would
     distributed = pytest.importorskip("distributed")
     from kmervae.distributed.fanout import search_blocks
 
@@ -120,7 +122,7 @@ def test_dask_fan_out_gives_the_local_answers(lance_store, tmp_path):
     local = search_blocks(store, x[:300], 5, where="length >= 5000", block=64)
     with (
         distributed.LocalCluster(
-            processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
+            processes=processes, n_workers=2, threads_per_worker=1, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

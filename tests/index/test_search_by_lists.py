@@ -7,11 +7,12 @@ import pytest
 
 faiss = pytest.importorskip("faiss")
 
-from kmervae.index.faiss_store import search_by_lists  # noqa: E402
+from kmervae.index.scan import search_by_lists  # noqa: E402
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize(("k", "nprobe"), [(1, 1), (10, 4), (25, 64)])
-def test_same_neighbours_as_faiss(k, nprobe):
+def test_same_neighbours_as_faiss(k, nprobe, threads):
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((30, 24)).astype(np.float32) * 4
     x = centres[rng.integers(0, 30, 6000)] + rng.standard_normal((6000, 24)).astype(np.float32)
@@ -21,7 +22,11 @@ def test_same_neighbours_as_faiss(k, nprobe):
     queries = x[:200] + 0.01
     index.nprobe = nprobe
     want_d, want_i = index.search(queries, k)
-    got_d, got_i = search_by_lists(index, queries, k, nprobe)
+    cache: dict = {}
+    got_d, got_i = search_by_lists(index, queries, k, nprobe, cache, threads=threads)
+    assert len(cache) > 0  # the norms of the lists it read, for the next batch
+    _, again_i = search_by_lists(index, queries, k, nprobe, cache, threads=threads)
+    np.testing.assert_array_equal(again_i, got_i)
     assert got_i.shape == (200, k) and got_i.dtype == np.int64
     np.testing.assert_array_equal(np.sort(got_i, axis=1), np.sort(want_i, axis=1))
     np.testing.assert_allclose(got_d, want_d, rtol=1e-4, atol=1e-3)

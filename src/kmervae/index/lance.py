@@ -22,6 +22,14 @@ Parameters (``params`` of :meth:`create`, recorded in the manifest):
 ``nprobes`` (default 32), ``refine_factor`` (default 10)
     IVF lists searched at least (more when a filter leaves fewer than k), and, for
     ``ivf-pq``, candidates re-ranked with exact distances (refine_factor x k).
+``batch_index`` (default ``auto``)
+    LanceDB answers the queries of a batch one at a time, each reading its lists. With
+    ``auto`` the store also keeps ``faiss.index`` (:class:`kmervae.index.ivf.IvfFlatFile`:
+    FAISS IVF-Flat, ``num_partitions`` or about 4 sqrt(N) lists, ``nprobes`` probed), through which
+    unfiltered batches of 32 or more queries are searched list by list: many times the
+    queries per second, for a second copy of the vectors on disk (N x dim x 4 bytes) and
+    in memory while searching. ``none`` keeps the store to the Lance table alone.
+    Filtered queries and small batches always go to LanceDB.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import numpy as np
 
 from kmervae.errors import KmervaeError
 from kmervae.index.filters import Filter
+from kmervae.index.ivf import BATCH_BY_LISTS, IvfFlatFile
 from kmervae.index.protocol import SearchResult, StoreBase
 
 log = logging.getLogger(__name__)
@@ -51,7 +60,9 @@ DEFAULTS: dict[str, Any] = {
     "num_sub_vectors": None,
     "nprobes": 32,
     "refine_factor": 10,
+    "batch_index": "auto",
 }
+BATCH_INDEX_CHOICES = ("auto", "none")
 #: scalar (B-tree) indices built when the column exists
 SCALAR_INDEXED = ("id", "row", "length")
 _QUERY_CHUNK = 128
@@ -116,6 +127,12 @@ class LanceStore(StoreBase):
         self._table = db.create_table(TABLE, schema=self._arrow_schema(), mode="overwrite")
         self._version = int(self._table.version)
         self._restored = True
+        self._ivf = IvfFlatFile(self.data_dir, self.dim)
+        if params["batch_index"] not in BATCH_INDEX_CHOICES:
+            raise KmervaeError(
+                f"batch_index must be one of {', '.join(BATCH_INDEX_CHOICES)}, "
+                f"got {params['batch_index']!r}"
+            )
 
     def _open_data(self) -> None:
         db = _lancedb().connect(self._db_path())
@@ -127,6 +144,7 @@ class LanceStore(StoreBase):
         if self._version and int(self._table.version) != self._version:
             self._table.checkout(self._version)
         self._restored = False
+        self._ivf = IvfFlatFile(self.data_dir, self.dim)
 
     def _close(self) -> None:
         self._table = None
@@ -189,11 +207,45 @@ class LanceStore(StoreBase):
             table.optimize()  # folds the new rows into the vector and scalar indices
         if "embedding" not in indexed:
             params["vector_index"] = None
+        if self._param("batch_index") != "none" and n > 0:
+            params.update(self._update_batch_index())
         params["lance_version"] = int(table.version)
         self._version = int(table.version)
         return params
 
+    def _update_batch_index(self) -> dict[str, Any]:
+        """Bring ``faiss.index`` up to every row (see ``batch_index`` above)."""
+        first = 0 if self.new or not self._ivf.exists() else self.n_committed
+        n = self.n_rows
+
+        def blocks(begin: int) -> Any:
+            for start in range(begin, n, 65536):
+                rows = np.arange(start, min(start + 65536, n), dtype=np.int64)
+                yield self._take(rows, ["embedding"])["embedding"]
+
+        def sample(rows: np.ndarray) -> np.ndarray:
+            # read in row ranges (contiguous scans), keeping the sampled rows of each
+            parts = []
+            for start in range(0, n, 65536):
+                stop = min(start + 65536, n)
+                picked = rows[(rows >= start) & (rows < stop)]
+                if len(picked):
+                    block = self._take(np.arange(start, stop, dtype=np.int64), ["embedding"])
+                    parts.append(block["embedding"][picked - start])
+            return np.concatenate(parts)
+
+        got = self._ivf.update(
+            first=first,
+            n_rows=n,
+            blocks=blocks,
+            sample=sample,
+            lists=self._param("num_partitions"),
+            min_rows=int(self._param("ann_min_rows")),
+        )
+        return {"batch_index": got.get("batch_index", self._param("batch_index")), **got}
+
     def _rollback(self) -> None:
+        self._ivf.forget()
         if self._restored and self._version:
             self._table.restore(self._version)
 
@@ -205,6 +257,15 @@ class LanceStore(StoreBase):
         from concurrent.futures import ThreadPoolExecutor
 
         n = queries.shape[0]
+        if (
+            flt is None
+            and n >= BATCH_BY_LISTS
+            and self._param("batch_index") in ("flat", "ivf-flat")
+        ):
+            dist, got = self._ivf.search(
+                queries, k, n_committed=self.n_committed, nprobe=int(self._param("nprobes"))
+            )
+            return SearchResult(got, dist)
         rows = np.full((n, k), -1, np.int64)
         dist = np.full((n, k), np.inf, np.float32)
         where = flt.to_sql() if flt is not None else None
