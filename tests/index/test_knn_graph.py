@@ -75,6 +75,21 @@ def test_ivf_by_lists_reaches_recall(lance_store, tmp_path):
     assert (np.diff(graph.distances, axis=1) >= 0).all()
 
 
+def test_ivf_by_lists_probing_every_list_is_exact(lance_store, tmp_path):
+    # the vectors go through a list-ordered temporary file: every list probed must give
+    # the brute-force graph, and the temporary file must be gone
+    store, x = lance_store
+    seen: list = []
+    knn_graph(
+        store, tmp_path / "g", K, method="ivf-gemm", nlist=12, nprobe=12, on_folder=seen.append
+    )
+    graph = open_knn_graph(tmp_path / "g")
+    want = _exact_graph(x, K)
+    np.testing.assert_array_equal(np.sort(graph.indices, axis=1), np.sort(want.rows, axis=1))
+    np.testing.assert_allclose(graph.distances, want.distances, rtol=1e-5, atol=1e-5)
+    assert not seen[0].exists() and not (tmp_path / "g" / "vectors-by-list.f32").exists()
+
+
 def test_exclude_self_with_an_exact_duplicate():
     # row 0's twin (row 1) may come first: row 0 itself is dropped, the twin kept
     result = SearchResult(np.array([[1, 0, 5], [2, 3, 4]]), np.zeros((2, 3), np.float32))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,8 +133,12 @@ def _knn_by_lists(
     together against the members of the ``nprobe`` lists nearest to its centroid, as one
     BLAS product (tens of GFLOP/s, where scanning lists query by query runs at a few), then
     the k + 1 best candidates are re-ranked by exact distances. Writes ``indices.npy`` and
-    ``distances.npy`` into ``tmp``. Memory: the N x dim float32 vectors (what an IVF-Flat
-    index holds), their norms and list order, and one block of products (about 300 MB).
+    ``distances.npy`` into ``tmp``.
+
+    Out of core: the vectors are copied once, in list order, into a temporary file in
+    ``tmp``, and each list and its candidate lists are read back as contiguous ranges.
+    Memory: 20 bytes a row (list order, norms), the training sample, and one list with its
+    candidates and their block of products (about 300 MB).
     """
     from numpy.lib.format import open_memmap
 
@@ -160,37 +165,66 @@ def _knn_by_lists(
     quantizer = faiss.IndexFlatL2(dim)
     quantizer.add(centroids)
     log.info("trained %d lists on %d rows in %.1f s", lists, size, time.perf_counter() - t0)
-    vectors = np.empty((n, dim), np.float32)
     assign = np.empty(n, np.int64)
     for first, block in store.iter_batches(["embedding"], 65536):
         v = np.ascontiguousarray(block["embedding"], np.float32)
-        vectors[first : first + len(v)] = v
         assign[first : first + len(v)] = quantizer.search(v, 1)[1][:, 0]
-    norms = np.einsum("ij,ij->i", vectors, vectors)
-    order = np.argsort(assign, kind="stable")
+    order = np.argsort(assign, kind="stable")  # rows in list order
     bounds = np.searchsorted(assign[order], np.arange(lists + 1))
     del assign
+    position = np.empty(n, np.int64)
+    position[order] = np.arange(n)
+    norms = np.empty(n, np.float32)  # by position
+    by_list = tmp / "vectors-by-list.f32"
+    with open(by_list, "wb") as fh:
+        fh.truncate(n * dim * 4)
+        for first, block in store.iter_batches(["embedding"], 65536):
+            v = np.ascontiguousarray(block["embedding"], np.float32)
+            pos = position[first : first + len(v)]
+            srt = np.argsort(pos, kind="stable")
+            pos, v = pos[srt], v[srt]
+            norms[pos] = np.einsum("ij,ij->i", v, v)
+            # the rows of one list in a block have consecutive positions: one write a run
+            runs = np.flatnonzero(np.r_[True, np.diff(pos) != 1, True])
+            for a, b in zip(runs[:-1].tolist(), runs[1:].tolist(), strict=True):
+                os.pwrite(fh.fileno(), v[a:b].tobytes(), int(pos[a]) * dim * 4)
+    del position
+
+    def read_lists(ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and vectors of the given lists, one contiguous read each."""
+        spans = [(int(bounds[p]), int(bounds[p + 1])) for p in ids if p >= 0]
+        spans = [(a, b) for a, b in spans if b > a]
+        if not spans:
+            return np.empty(0, np.int64), np.empty((0, dim), np.float32)
+        parts = []
+        with open(by_list, "rb") as fh:
+            for a, b in spans:
+                fh.seek(a * dim * 4)
+                parts.append(np.fromfile(fh, np.float32, (b - a) * dim).reshape(b - a, dim))
+        return np.concatenate([np.arange(a, b) for a, b in spans]), np.concatenate(parts)
+
     probes = quantizer.search(centroids, min(nprobe, lists))[1]
     out_idx = open_memmap(tmp / "indices.npy", "w+", dtype, (n, k))
     out_dist = open_memmap(tmp / "distances.npy", "w+", np.float32, (n, k))
     for c in range(lists):
-        q_rows = order[bounds[c] : bounds[c + 1]]
-        if len(q_rows) == 0:
+        q_pos, q_vec = read_lists([c])
+        if len(q_pos) == 0:
             continue
-        cand = np.concatenate([order[bounds[p] : bounds[p + 1]] for p in probes[c] if p >= 0])
-        cand_vec = vectors[cand]
+        cand_pos, cand_vec = read_lists(probes[c])
+        cand = order[cand_pos]
+        cand_norms = norms[cand_pos]
         kk = min(k + 1, len(cand))
         # d2, its argpartition (int64) and two temporaries: about 20 bytes x chunk x cand
         chunk = max(16, min(4096, int(1.5e7 // len(cand))))
-        for s in range(0, len(q_rows), chunk):
-            qr = q_rows[s : s + chunk]
-            q = vectors[qr]
-            d2 = norms[qr][:, None] - 2.0 * (q @ cand_vec.T) + norms[cand][None, :]
+        for s in range(0, len(q_pos), chunk):
+            qr = order[q_pos[s : s + chunk]]
+            q = q_vec[s : s + chunk]
+            d2 = norms[q_pos[s : s + chunk]][:, None] - 2.0 * (q @ cand_vec.T) + cand_norms
             part = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
             rows = cand[part]
             exact = np.empty(rows.shape, np.float32)
             for j in range(kk):  # column by column: small temporaries, exact distances
-                diff = q - vectors[rows[:, j]]
+                diff = q - cand_vec[part[:, j]]
                 exact[:, j] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
             srt = np.lexsort((rows, exact), axis=1)
             rows = np.take_along_axis(rows, srt, axis=1)
@@ -207,10 +241,11 @@ def _knn_by_lists(
             out_idx[qr] = result.rows.astype(dtype)
             out_dist[qr] = result.distances
         if progress is not None:
-            progress(len(q_rows))
+            progress(len(q_pos))
     out_idx.flush()
     out_dist.flush()
-    del out_idx, out_dist, vectors
+    del out_idx, out_dist
+    remove_path(by_list)
     return {
         "method": "ivf-gemm",
         "nlist": lists,
