@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from kmervae.cores import available_threads
 from kmervae.errors import KmervaeError
 from kmervae.index.filters import Filter
 from kmervae.index.ivf import BATCH_BY_LISTS, IvfFlatFile
@@ -277,7 +278,7 @@ class LanceStore(StoreBase):
             dist[start : start + len(got_rows)] = got_dist
 
         # Lance answers the queries of one call in turn; chunks in threads use every core
-        threads = min(len(starts), _threads())
+        threads = min(len(starts), available_threads())
         if threads <= 1:
             for start in starts:
                 one(start)
@@ -379,13 +380,6 @@ class LanceStore(StoreBase):
 
     def _has_id(self, ident: str) -> bool:
         return bool(self._find([ident])[0] >= 0)
-
-
-def _threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _sub_vectors(dim: int) -> int:

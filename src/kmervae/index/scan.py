@@ -15,12 +15,13 @@ machine other jobs share, where many small parallel products wait on each other.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
 import numba
 import numpy as np
+
+from kmervae.cores import available_threads
 
 
 @numba.njit(nogil=True, cache=True)
@@ -103,7 +104,7 @@ def search_by_lists(
     stops = np.r_[starts[1:], len(flat)]
     groups = list(zip(flat[starts].tolist(), starts.tolist(), stops.tolist(), strict=True))
     cache: dict[int, np.ndarray] = {} if norms_cache is None else norms_cache
-    n_threads = max(1, min(threads or _cores(), len(groups)))
+    n_threads = max(1, min(threads or available_threads(), len(groups)))
     taken = iter(range(len(groups)))
     lock = threading.Lock()
 
@@ -143,10 +144,3 @@ def search_by_lists(
         best_i = np.take_along_axis(all_i, srt, axis=1)
     best_i[~np.isfinite(best_d)] = -1
     return best_d, best_i
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -14,7 +14,6 @@ checks the next block (:mod:`kmervae.io.row_blocks`) while the current one is en
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import numpy as np
 
+from kmervae.cores import available_threads
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable
 from kmervae.io.dataset import ProfileDataset, open_dataset
@@ -58,14 +58,6 @@ class EncoderBackend(Protocol):
     def fingerprint(self) -> str: ...
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def available_threads() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_device(device: str = "auto") -> torch.device:
