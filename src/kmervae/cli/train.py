@@ -22,6 +22,7 @@ _MODEL_FLAGS = {
     "latent": "latent",
     "beta": "beta",
     "dropout": "dropout",
+    "distance_weight": "distance_weight",
     "batchnorm": "batchnorm",
 }
 _TRAIN_FLAGS = {
@@ -66,6 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--latent", type=int, help="latent size (default 384)")
     model.add_argument("--beta", type=float, help="KL weight beta (default 0.05)")
     model.add_argument("--dropout", type=float, help="dropout after hidden layers (default 0)")
+    model.add_argument(
+        "--distance-weight",
+        type=float,
+        help="weight of a loss term that keeps latent distances in proportion to CLR "
+        "distances within each batch, close pairs first (default 0: the reference loss)",
+    )
     model.add_argument(
         "--no-batchnorm",
         dest="batchnorm",

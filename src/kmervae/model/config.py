@@ -18,6 +18,9 @@ class VAEConfig:
     decoder 384 -> 512 -> 1024 -> 2772 linear; each hidden layer Linear -> BatchNorm ->
     LeakyReLU(0.2); log var clipped to [-20, 2]; beta 0.05. BatchNorm epsilon and momentum
     follow the reference implementation (Keras: epsilon 1e-3, moving average 0.99).
+
+    ``distance_weight`` (default 0: the reference loss) adds a distance-preserving term to
+    the loss (see :func:`kmervae.model.vae.distance_term`).
     """
 
     ks: tuple[int, ...] = (6, 5, 4, 3, 2, 1)
@@ -31,6 +34,7 @@ class VAEConfig:
     logvar_max: float = 2.0
     bn_eps: float = 1e-3
     bn_momentum: float = 0.01  # PyTorch convention: weight of the new batch statistics
+    distance_weight: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +48,10 @@ class VAEConfig:
             raise KmervaeError(f"model config: latent size must be positive, got {self.latent}")
         if self.beta < 0:
             raise KmervaeError(f"model config: beta must be >= 0, got {self.beta}")
+        if self.distance_weight < 0:
+            raise KmervaeError(
+                f"model config: distance weight must be >= 0, got {self.distance_weight}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise KmervaeError(f"model config: dropout must be in [0, 1), got {self.dropout}")
         if self.logvar_min >= self.logvar_max:

@@ -422,7 +422,15 @@ def train_vae(
         ):
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 recon, target, mu, logvar = step_model(batch)
-                losses = vae_loss(recon, target, mu, logvar, beta=model_config.beta, kl_weight=klw)
+                losses = vae_loss(
+                    recon,
+                    target,
+                    mu,
+                    logvar,
+                    beta=model_config.beta,
+                    kl_weight=klw,
+                    distance_weight=model_config.distance_weight,
+                )
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
@@ -569,7 +577,15 @@ def _evaluate(
         for batch in batches:
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 recon, target, mu, logvar = model(batch)
-                losses = vae_loss(recon, target, mu, logvar, beta=config.beta, kl_weight=1.0)
+                losses = vae_loss(
+                    recon,
+                    target,
+                    mu,
+                    logvar,
+                    beta=config.beta,
+                    kl_weight=1.0,
+                    distance_weight=config.distance_weight,
+                )
             rows = batch.shape[0]
             sums += torch.stack([losses["loss"], losses["recon"], losses["kl"]]).double() * rows
             per_column += ((recon.float() - target) ** 2).sum(dim=0).double()

@@ -78,6 +78,26 @@ class VAE(nn.Module):
         return self.decoder(z), target, mu, logvar
 
 
+def distance_term(mu: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """How far latent distances within a batch are from proportional to CLR distances,
+    weighted towards close pairs (those the embedding's neighbourhoods are made of).
+
+    With D_z and D_x the pairwise Euclidean distances of ``mu`` and of the CLR ``target``,
+    each divided by its mean over the batch's pairs, the term is the mean over pairs of
+    w (D_z - D_x)^2 with w = exp(-D_x) (normalised to mean 1). Scale-free: it asks for
+    distances in proportion, not for a scale, so it does not fight the KL term.
+    """
+    n = mu.shape[0]
+    off = ~torch.eye(n, dtype=torch.bool, device=mu.device)
+    dz = torch.cdist(mu.float(), mu.float())[off]
+    dx = torch.cdist(target.float(), target.float())[off]
+    dz = dz / dz.mean().clamp_min(1e-12)
+    dx = dx / dx.mean().clamp_min(1e-12)
+    w = torch.exp(-dx)
+    w = w / w.mean()
+    return torch.mean(w * (dz - dx) ** 2)
+
+
 def vae_loss(
     recon: torch.Tensor,
     target: torch.Tensor,
@@ -85,8 +105,10 @@ def vae_loss(
     logvar: torch.Tensor,
     beta: float,
     kl_weight: float,
+    distance_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Loss of one batch: mean squared error over features x F, plus beta x KL.
+    """Loss of one batch: mean squared error over features x F, plus beta x KL, plus
+    ``distance_weight`` x F x :func:`distance_term` when that weight is set.
 
     Returns a dict with ``loss`` (what is optimised), ``recon`` (MSE x F, per row) and
     ``kl`` (KL divergence to N(0, I), summed over latent dims, mean over rows).
@@ -94,4 +116,7 @@ def vae_loss(
     n_features = target.shape[1]
     recon_term = torch.mean((recon.float() - target) ** 2) * n_features
     kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
-    return {"loss": recon_term + beta * kl_weight * kl, "recon": recon_term, "kl": kl}
+    loss = recon_term + beta * kl_weight * kl
+    if distance_weight > 0:
+        loss = loss + distance_weight * n_features * distance_term(mu, target)
+    return {"loss": loss, "recon": recon_term, "kl": kl}
