@@ -75,6 +75,7 @@ def test_build_and_info(space, capsys):
     assert (
         f"contigs\t{N}" in out and emb.model_fingerprint in out and "column\ttaxon\tstring" in out
     )
+    assert "batch index\tflat" in out  # below --ann-min-rows: an exact FAISS index
     assert main(["index", "info", str(space["store"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_rows"] == N
 
