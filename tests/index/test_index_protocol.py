@@ -192,6 +192,23 @@ def test_batched_search_finds_the_true_neighbours(store, backend, vectors):
     assert (np.diff(got.distances, axis=1) >= -1e-6).all()
 
 
+def test_batched_filtered_search_keeps_only_matching_rows(store, backend, vectors):
+    queries = vectors[::30] + 0.01
+    where = "length >= 15000 and source = 'marine'"
+    got = store.search(queries, 5, where=where)
+    cols = columns(0, N)
+    keep = (cols["length"] >= 15000) & (cols["source"] == "marine")
+    assert keep[got.rows[got.rows >= 0]].all()
+    want = truth(vectors, queries, 5, keep)
+    if backend.endswith(("-ivf", "-pq")):
+        assert _recall(got.rows, want.rows) >= 0.8
+    else:
+        np.testing.assert_array_equal(got.rows, want.rows)
+    few = store.search(queries, 5, where="row < 3")  # probed lists hold too few: all scanned
+    assert (few.rows[:, 3:] == -1).all() and np.isinf(few.distances[:, 3:]).all()
+    assert (np.sort(few.rows[:, :3], axis=1) == [0, 1, 2]).all()
+
+
 @pytest.mark.parametrize("backend", ["lance-ivf", "faiss-ivf"])
 def test_an_index_written_past_the_commit_stays_invisible(store, backend, vectors):
     # a crash after the index file was written but before the manifest: the extra rows

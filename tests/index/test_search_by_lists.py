@@ -41,3 +41,22 @@ def test_lists_with_fewer_rows_than_k_pad_with_minus_one():
     d, i = search_by_lists(index, x[:3], 30, 1)
     assert (i[:, -1] == -1).all() and np.isinf(d[:, -1]).all()
     assert (i[:, 0] >= 0).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_filter_gives_faiss_answers_with_an_id_selector(threads):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5000, 16)).astype(np.float32)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(16), 16, 30)
+    index.train(x)
+    index.add(x)
+    keep = rng.random(5000) < 0.3
+    bits = np.packbits(keep, bitorder="little")
+    params = faiss.SearchParametersIVF(nprobe=5)
+    params.sel = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits))
+    queries = x[:100] + 0.01
+    want_d, want_i = index.search(queries, 7, params=params)
+    got_d, got_i = search_by_lists(index, queries, 7, 5, keep=keep, threads=threads)
+    assert keep[got_i[got_i >= 0]].all()
+    np.testing.assert_array_equal(np.sort(got_i, axis=1), np.sort(want_i, axis=1))
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-4, atol=1e-3)

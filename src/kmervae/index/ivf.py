@@ -6,9 +6,11 @@ k-means on a seeded sample at the first commit and extended by every ``add``. Th
 number is the FAISS id. Rows past the committed count (an interrupted ``add``) are cut
 off before the next one goes in.
 
-Search: batches of :data:`BATCH_BY_LISTS` or more unfiltered queries go list by list
-(:func:`kmervae.index.scan.search_by_lists`); smaller or filtered batches go through
-FAISS's own search, a filter passed as an id bitmap so only matching rows are scanned.
+Search: batches of :data:`BATCH_BY_LISTS` or more queries go list by list
+(:func:`kmervae.index.scan.search_by_lists`), smaller ones through FAISS's own search. A
+filter comes as one flag a row: rows it rejects are never candidates (for FAISS, an id
+bitmap). A query whose probed lists hold fewer than k rows that pass is searched again
+over every list.
 
 Lists: about 4 sqrt(N) (FAISS's guidance is 4-16 sqrt(N)), so a probe reads few vectors
 even where clusters are large; measured on 1 M x 384 clustered vectors: 4 000 lists and 32
@@ -183,8 +185,8 @@ class IvfFlatFile:
             d2, idx = index.search(x, k, params=params)
             return d2, idx
 
-        if ivf and keep is None and len(queries) >= BATCH_BY_LISTS:
-            d2, idx = search_by_lists(index, queries, k, nprobe, self._norms)
+        if ivf and len(queries) >= BATCH_BY_LISTS:
+            d2, idx = search_by_lists(index, queries, k, nprobe, self._norms, keep=keep)
         else:
             d2, idx = run(queries, nprobe)
         if ivf and keep is not None:

@@ -25,11 +25,12 @@ Parameters (``params`` of :meth:`create`, recorded in the manifest):
 ``batch_index`` (default ``auto``)
     LanceDB answers the queries of a batch one at a time, each reading its lists. With
     ``auto`` the store also keeps ``faiss.index`` (:class:`kmervae.index.ivf.IvfFlatFile`:
-    FAISS IVF-Flat, ``num_partitions`` or about 4 sqrt(N) lists, ``nprobes`` probed), through which
-    unfiltered batches of 32 or more queries are searched list by list: many times the
-    queries per second, for a second copy of the vectors on disk (N x dim x 4 bytes) and
-    in memory while searching. ``none`` keeps the store to the Lance table alone.
-    Filtered queries and small batches always go to LanceDB.
+    FAISS IVF-Flat, ``num_partitions`` or about 4 sqrt(N) lists, ``nprobes`` probed),
+    through which batches of 32 or more queries are searched list by list (a filter is
+    evaluated once per batch by LanceDB, as a flag a row): many times the queries per
+    second, for a second copy of the vectors on disk (N x dim x 4 bytes) and in memory
+    while searching. ``none`` keeps the store to the Lance table alone. Smaller batches
+    always go to LanceDB.
 """
 
 from __future__ import annotations
@@ -258,13 +259,13 @@ class LanceStore(StoreBase):
         from concurrent.futures import ThreadPoolExecutor
 
         n = queries.shape[0]
-        if (
-            flt is None
-            and n >= BATCH_BY_LISTS
-            and self._param("batch_index") in ("flat", "ivf-flat")
-        ):
+        if n >= BATCH_BY_LISTS and self._param("batch_index") in ("flat", "ivf-flat"):
             dist, got = self._ivf.search(
-                queries, k, n_committed=self.n_committed, nprobe=int(self._param("nprobes"))
+                queries,
+                k,
+                n_committed=self.n_committed,
+                nprobe=int(self._param("nprobes")),
+                keep=None if flt is None else self._filter_mask(flt),
             )
             return SearchResult(got, dist)
         rows = np.full((n, k), -1, np.int64)
@@ -286,6 +287,13 @@ class LanceStore(StoreBase):
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(one, starts))
         return SearchResult(rows, dist)
+
+    def _filter_mask(self, flt: Filter) -> np.ndarray:
+        """One flag a committed row: does it pass the filter (one Lance scan)."""
+        table = self._table.search().where(flt.to_sql()).select(["row"]).limit(None).to_arrow()
+        keep = np.zeros(self.n_committed, bool)
+        keep[table.column("row").to_numpy()] = True
+        return keep
 
     def _search_chunk(
         self, chunk: np.ndarray, k: int, where: str | None

@@ -33,10 +33,13 @@ def _merge_products(
     q_norms: np.ndarray,
     best_d: np.ndarray,
     best_i: np.ndarray,
+    list_keep: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """Fold one list into the running k best: row r of ``products`` holds q.v for query
     ``owners[r]`` against every vector of the list. ``best_d`` rows stay sorted ascending;
-    a query appears at most once per list."""
+    a query appears at most once per list. ``list_keep`` (one flag a vector, or empty for
+    all) leaves out the vectors a filter rejects."""
+    filtered = list_keep.size > 0
     m, size = products.shape
     k = best_d.shape[1]
     for r in range(m):
@@ -46,6 +49,8 @@ def _merge_products(
         for j in range(size):
             d = qn + list_norms[j] - 2.0 * products[r, j]
             if d < worst:
+                if filtered and not list_keep[j]:
+                    continue
                 pos = k - 1
                 while pos > 0 and best_d[q, pos - 1] > d:
                     best_d[q, pos] = best_d[q, pos - 1]
@@ -77,9 +82,11 @@ def search_by_lists(
     nprobe: int,
     norms_cache: dict[int, np.ndarray] | None = None,
     threads: int | None = None,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """IVF-Flat search of a batch, list by list (see the module's text).
 
+    ``keep`` (bool, one per id): only ids where it is true are candidates.
     ``norms_cache`` (list -> squared norms of its vectors) saves recomputing them from one
     batch to the next; the caller must clear it when the index changes. ``threads``:
     default, the cores this process may use.
@@ -96,8 +103,8 @@ def search_by_lists(
     q_norms = np.einsum("ij,ij->i", q, q)
     flat = probes.ravel()
     owners = np.repeat(np.arange(n_q, dtype=np.int64), probes.shape[1])
-    keep = flat >= 0
-    flat, owners = flat[keep], owners[keep]
+    probed = flat >= 0
+    flat, owners = flat[probed], owners[probed]
     order = np.argsort(flat, kind="stable")
     flat, owners = flat[order], owners[order]
     starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
@@ -105,6 +112,7 @@ def search_by_lists(
     groups = list(zip(flat[starts].tolist(), starts.tolist(), stops.tolist(), strict=True))
     cache: dict[int, np.ndarray] = {} if norms_cache is None else norms_cache
     n_threads = max(1, min(threads or available_threads(), len(groups)))
+    no_filter = np.empty(0, np.bool_)
     taken = iter(range(len(groups)))
     lock = threading.Lock()
 
@@ -124,7 +132,8 @@ def search_by_lists(
             if norms is None:
                 norms = cache[lst] = np.einsum("ij,ij->i", vecs, vecs)
             qs = owners[a:b]
-            _merge_products(q[qs] @ vecs.T, norms, ids, qs, q_norms, best_d, best_i)
+            flags = no_filter if keep is None else keep[ids]
+            _merge_products(q[qs] @ vecs.T, norms, ids, qs, q_norms, best_d, best_i, flags)
 
     with threadpool_limits(limits=1, user_api="blas"):
         if n_threads == 1:
