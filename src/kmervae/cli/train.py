@@ -23,6 +23,7 @@ _MODEL_FLAGS = {
     "beta": "beta",
     "dropout": "dropout",
     "distance_weight": "distance_weight",
+    "distance_locality": "distance_locality",
     "batchnorm": "batchnorm",
 }
 _TRAIN_FLAGS = {
@@ -72,6 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="weight of a loss term that keeps latent distances in proportion to CLR "
         "distances within each batch, close pairs first (default 0: the reference loss)",
+    )
+    model.add_argument(
+        "--distance-locality",
+        type=float,
+        help="how fast the distance term's pair weights fall with distance: exp(-d / L), d "
+        "in units of the batch's mean distance (default 0.1)",
     )
     model.add_argument(
         "--no-batchnorm",

@@ -20,7 +20,8 @@ class VAEConfig:
     follow the reference implementation (Keras: epsilon 1e-3, moving average 0.99).
 
     ``distance_weight`` (default 0: the reference loss) adds a distance-preserving term to
-    the loss (see :func:`kmervae.model.vae.distance_term`).
+    the loss, whose pairs count by ``exp(-d / distance_locality)`` (see
+    :func:`kmervae.model.vae.distance_term`).
     """
 
     ks: tuple[int, ...] = (6, 5, 4, 3, 2, 1)
@@ -35,6 +36,7 @@ class VAEConfig:
     bn_eps: float = 1e-3
     bn_momentum: float = 0.01  # PyTorch convention: weight of the new batch statistics
     distance_weight: float = 0.0
+    distance_locality: float = 0.1
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +53,10 @@ class VAEConfig:
         if self.distance_weight < 0:
             raise KmervaeError(
                 f"model config: distance weight must be >= 0, got {self.distance_weight}"
+            )
+        if not self.distance_locality > 0:
+            raise KmervaeError(
+                f"model config: distance locality must be > 0, got {self.distance_locality}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise KmervaeError(f"model config: dropout must be in [0, 1), got {self.dropout}")

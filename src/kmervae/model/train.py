@@ -430,6 +430,7 @@ def train_vae(
                     beta=model_config.beta,
                     kl_weight=klw,
                     distance_weight=model_config.distance_weight,
+                    distance_locality=model_config.distance_locality,
                 )
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -585,6 +586,7 @@ def _evaluate(
                     beta=config.beta,
                     kl_weight=1.0,
                     distance_weight=config.distance_weight,
+                    distance_locality=config.distance_locality,
                 )
             rows = batch.shape[0]
             sums += torch.stack([losses["loss"], losses["recon"], losses["kl"]]).double() * rows

@@ -78,14 +78,14 @@ class VAE(nn.Module):
         return self.decoder(z), target, mu, logvar
 
 
-def distance_term(mu: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def distance_term(mu: torch.Tensor, target: torch.Tensor, locality: float = 0.1) -> torch.Tensor:
     """How far latent distances within a batch are from proportional to CLR distances,
     weighted towards close pairs (those the embedding's neighbourhoods are made of).
 
     With D_z and D_x the pairwise Euclidean distances of ``mu`` and of the CLR ``target``,
     each divided by its mean over the batch's pairs, the term is the mean over pairs of
-    w (D_z - D_x)^2 with w = exp(-D_x) (normalised to mean 1). Scale-free: it asks for
-    distances in proportion, not for a scale, so it does not fight the KL term.
+    w (D_z - D_x)^2 with w = exp(-D_x / locality), normalised to mean 1. Scale-free: it
+    asks for distances in proportion, not for a scale, so it does not fight the KL term.
     """
     n = mu.shape[0]
     off = ~torch.eye(n, dtype=torch.bool, device=mu.device)
@@ -93,7 +93,9 @@ def distance_term(mu: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     dx = torch.cdist(target.float(), target.float())[off]
     dz = dz / dz.mean().clamp_min(1e-12)
     dx = dx / dx.mean().clamp_min(1e-12)
-    w = torch.exp(-dx)
+    # shifted by the smallest distance before exp: the same weights after normalising,
+    # without underflow to zero when every pair is far
+    w = torch.exp(-(dx - dx.min()) / locality)
     w = w / w.mean()
     return torch.mean(w * (dz - dx) ** 2)
 
@@ -106,6 +108,7 @@ def vae_loss(
     beta: float,
     kl_weight: float,
     distance_weight: float = 0.0,
+    distance_locality: float = 0.1,
 ) -> dict[str, torch.Tensor]:
     """Loss of one batch: mean squared error over features x F, plus beta x KL, plus
     ``distance_weight`` x F x :func:`distance_term` when that weight is set.
@@ -118,5 +121,5 @@ def vae_loss(
     kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
     loss = recon_term + beta * kl_weight * kl
     if distance_weight > 0:
-        loss = loss + distance_weight * n_features * distance_term(mu, target)
+        loss = loss + distance_weight * n_features * distance_term(mu, target, distance_locality)
     return {"loss": loss, "recon": recon_term, "kl": kl}
