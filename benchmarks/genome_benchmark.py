@@ -8,7 +8,9 @@
    fraction of the single-genome species goes to the test side as "new species".
 2. Cuts each side into contigs of seeded random lengths (default 2-20 kbp) and profiles them
    (``kmervae chop``, ``kmervae profile`` as library calls); writes the labels TSVs
-   (genome, species, genus, family, phylum per contig id).
+   (genome, species, genus, family, phylum per contig id). ``--train-copies N`` cuts every
+   train genome N times with different seeds (more, overlapping training fragments) for
+   the models; the test -> train reference and the PCA fit stay the single cut.
 3. Trains a model of the reference architecture on the train contigs (CPU-sized recipe:
    ``--epochs``, cosine schedule, batch 256, learning rate 1e-3 by default).
 4. Evaluates the model and the baselines (4-mer CLR, full CLR, PCA of the CLR at 32, 128 and
@@ -116,34 +118,71 @@ def split_by_genome(
     return train, test
 
 
+def side_paths(name: str, out: Path, copies: int = 1) -> tuple[Path, Path]:
+    """(dataset, labels TSV) of one side; a train side cut several times is named apart."""
+    stem = name if copies == 1 else f"{name}-x{copies}"
+    return out / f"{stem}.kmv", out / f"{stem}.labels.tsv"
+
+
+def copy_seed(seed: int, copy: int) -> int:
+    """Seed of one cut of a side: the first cut keeps ``seed``, later cuts get their own."""
+    return seed + 1000 * copy
+
+
+def append_renamed(src: Path, dst: Any, suffix: str) -> None:
+    """Append single-line FASTA ``src`` to open binary ``dst``, ``suffix`` added to each id."""
+    tag = suffix.encode()
+    with open(src, "rb") as fh:
+        for line in fh:
+            dst.write(line[:-1] + tag + b"\n" if line.startswith(b">") else line)
+
+
 def build_side(
-    name: str, entries: list[dict[str, str]], genomes: Path, out: Path, args: argparse.Namespace
+    name: str,
+    entries: list[dict[str, str]],
+    genomes: Path,
+    out: Path,
+    args: argparse.Namespace,
+    copies: int = 1,
 ) -> tuple[Path, Path]:
-    """Chop, profile and label one side; returns (dataset, labels TSV)."""
+    """Chop, profile and label one side; returns (dataset, labels TSV).
+
+    ``copies`` > 1 cuts every genome that many times with different seeds: overlapping
+    contigs, ids suffixed ``~cN`` from the second cut on, labels repeated.
+    """
     from kmervae.io.chop import ChopSpec, chop_genomes
     from kmervae.kmers.profile import profile_fasta
 
-    fasta, table = out / f"{name}.fa", out / f"{name}.contigs.tsv"
+    dataset, labels = side_paths(name, out, copies)
+    fasta = dataset.with_suffix(".fa")
     lo, hi = args.lengths
-    seed = args.seed + (0 if name == "train" else 1)
-    chop_genomes(
-        [genomes / e["file"] for e in entries],
-        fasta,
-        ChopSpec(lo, hi, lo, seed),
-        table=table,
-        prefix_file=True,
-        line_width=0,
-        overwrite=True,
-    )
-    dataset = out / f"{name}.kmv"
-    profile_fasta([fasta], dataset, threads=2, overwrite=True)
+    side_seed = args.seed + (0 if name == "train" else 1)
     by_file = {e["file"]: e for e in entries}
-    labels = out / f"{name}.labels.tsv"
-    with open(table, newline="") as fh, open(labels, "w") as dst:
-        dst.write("id\t" + "\t".join(RANKS) + "\n")
-        for row in csv.DictReader(fh, delimiter="\t"):
-            entry = by_file[row["file"]]
-            dst.write(row["contig_id"] + "\t" + "\t".join(entry[r] for r in RANKS) + "\n")
+    with open(fasta, "wb") as dst, open(labels, "w") as label_out:
+        label_out.write("id\t" + "\t".join(RANKS) + "\n")
+        for copy in range(copies):
+            suffix = "" if copy == 0 else f"~c{copy}"
+            piece = out / f"{name}.cut{copy}.fa"
+            table = out / f"{name}.cut{copy}.contigs.tsv"
+            chop_genomes(
+                [genomes / e["file"] for e in entries],
+                piece,
+                ChopSpec(lo, hi, lo, copy_seed(side_seed, copy)),
+                table=table,
+                prefix_file=True,
+                line_width=0,
+                overwrite=True,
+            )
+            append_renamed(piece, dst, suffix)
+            piece.unlink()
+            with open(table, newline="") as fh:
+                for row in csv.DictReader(fh, delimiter="\t"):
+                    entry = by_file[row["file"]]
+                    label_out.write(
+                        row["contig_id"] + suffix + "\t" + "\t".join(entry[r] for r in RANKS) + "\n"
+                    )
+            table.unlink()
+    profile_fasta([fasta], dataset, threads=args.threads or 2, overwrite=True)
     fasta.unlink()
     return dataset, labels
 
@@ -343,8 +382,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pool-size", type=int, default=50_000)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--train-copies",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train the models on every train genome cut N times with different seeds "
+        "(overlapping contigs, same labels); the test side, the test->train reference and "
+        "the PCA fits keep the single cut",
+    )
     parser.add_argument("--reuse", action="store_true", help="reuse datasets already in --out")
     args = parser.parse_args(argv)
+    if args.train_copies < 1:
+        parser.error("--train-copies must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     started = time.perf_counter()
     out = args.out
@@ -362,15 +412,25 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     log.info("%d train genomes, %d test genomes", len(train_entries), len(test_entries))
+    # "train" (cut once) is the test->train reference and the PCA fit whatever
+    # --train-copies says, so those columns compare across runs; models train on "models"
     sides = {}
-    for name, entries in (("train", train_entries), ("test", test_entries)):
-        dataset, labels = out / f"{name}.kmv", out / f"{name}.labels.tsv"
+    for name, entries, copies in (
+        ("train", train_entries, 1),
+        ("models", train_entries, args.train_copies),
+        ("test", test_entries, 1),
+    ):
+        side = "train" if name == "models" else name
+        if name == "models" and copies == 1:
+            sides[name] = sides["train"]
+            continue
+        dataset, labels = side_paths(side, out, copies)
         if not (args.reuse and dataset.exists() and labels.exists()):
-            dataset, labels = build_side(name, entries, args.genomes, out, args)
+            dataset, labels = build_side(side, entries, args.genomes, out, args, copies)
         sides[name] = (dataset, labels)
     from kmervae.io.dataset import open_dataset
 
-    n_train, n_test = open_dataset(sides["train"][0]).n_rows, open_dataset(sides["test"][0]).n_rows
+    n_train, n_test = open_dataset(sides["models"][0]).n_rows, open_dataset(sides["test"][0]).n_rows
     log.info(
         "%d train contigs, %d test contigs (%.0f s)", n_train, n_test, time.perf_counter() - started
     )
@@ -387,8 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     specs: list[tuple[str, str]] = []
     for key in filter(None, args.variants.split(",")):
         variant = variants[key]
-        model_dir = train_model(sides["train"][0], out, args, variant)
-        specs.append((f"{variant['label']}, {args.epochs} ep", str(model_dir)))
+        model_dir = train_model(sides["models"][0], out, args, variant)
+        beta = "" if args.beta == 0.05 else f", beta {args.beta:g}"
+        specs.append((f"{variant['label']}, {args.epochs} ep{beta}", str(model_dir)))
     for item in args.model:
         label, _, path = item.partition("=")
         specs.append((label, path))
@@ -409,7 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     header = (
         f"{len(test_entries)} test genomes ({n_test} contigs of {args.lengths[0]}-"
-        f"{args.lengths[1]} bp), {len(train_entries)} train genomes ({n_train} contigs); "
+        f"{args.lengths[1]} bp), {len(train_entries)} train genomes ({n_train} contigs"
+        f"{'' if args.train_copies == 1 else f', each genome cut {args.train_copies} times; '}"
+        f"{'' if args.train_copies == 1 else 'test->train and PCA use the first cut'}); "
         f"seed {args.seed}; {machine}; {time.perf_counter() - started:.0f} s in all"
     )
     print(header)

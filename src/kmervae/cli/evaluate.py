@@ -81,9 +81,20 @@ def _add_fidelity_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_taxonomy_options(parser: argparse.ArgumentParser) -> None:
+def _add_taxonomy_options(parser: argparse.ArgumentParser, *, matrix: bool = False) -> None:
+    """The taxonomy options; ``matrix``: labels optional (or one file per dataset) and a
+    clustering file may be a template, and --metric comes from the fidelity group."""
     group = parser.add_argument_group("taxonomy protocol")
-    group.add_argument("--labels", required=True, metavar="TSV", help="labels of DATASET's ids")
+    if matrix:
+        group.add_argument("--labels", metavar="TSV", help="labels of every dataset's ids")
+        group.add_argument(
+            "--labels-per-dataset",
+            nargs="+",
+            metavar="TSV",
+            help="one labels file per dataset, in the order of --datasets",
+        )
+    else:
+        group.add_argument("--labels", required=True, metavar="TSV", help="labels of DATASET's ids")
     group.add_argument(
         "--ranks", help="comma-separated rank columns (default: all columns of --labels)"
     )
@@ -100,20 +111,40 @@ def _add_taxonomy_options(parser: argparse.ArgumentParser) -> None:
         metavar="BP,BP,...",
         help="contig-length bin edges (default 2000,5000,10000,20000)",
     )
-    group.add_argument("--reference", metavar="DATASET", help="neighbours from this reference")
+    group.add_argument(
+        "--reference",
+        metavar="DATASET",
+        help="neighbours from this labelled reference set"
+        + (" (queries: the rows of each dataset)" if matrix else ""),
+    )
     group.add_argument("--reference-labels", metavar="TSV", help="labels of the reference's ids")
     group.add_argument(
         "--distance-threshold",
         type=float,
+        metavar="D",
         help="with --reference: how often the nearest reference is closer than this",
     )
-    group.add_argument("--clustering", metavar="TSV", help="id<TAB>cluster: ARI and AMI")
+    group.add_argument(
+        "--clustering",
+        metavar="TSV",
+        help="id<TAB>cluster: ARI and AMI against the labels"
+        + (
+            "; {model} and {dataset} in the path stand for their names (e.g. "
+            "clusters/{model}.{dataset}.tsv), so each cell reads its own clustering"
+            if matrix
+            else ""
+        ),
+    )
     group.add_argument(
         "--max-queries", type=int, metavar="N", help="a seeded sample of N queries (default all)"
     )
-    group.add_argument(
-        "--metric", choices=("euclidean", "cosine"), default="euclidean", help="(default euclidean)"
-    )
+    if not matrix:
+        group.add_argument(
+            "--metric",
+            choices=("euclidean", "cosine"),
+            default="euclidean",
+            help="(default euclidean)",
+        )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -173,7 +204,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "matrix",
         help="models x datasets for one protocol, as Markdown and JSON",
         description="Run one protocol for every model (or baseline) on every dataset and "
-        "write OUT.md (headline figures) and OUT.json (everything).",
+        "write OUT.md (headline figures) and OUT.json (everything). Taxonomy takes the modes "
+        "of 'evaluate taxonomy': within each dataset, --exclude-same RANK, --reference REF "
+        "--reference-labels REF.tsv, and --clustering.",
     )
     mat.add_argument("--models", nargs="+", required=True, metavar="MODEL", help=MODEL_HELP)
     mat.add_argument("--datasets", nargs="+", required=True, metavar="DATASET")
@@ -184,21 +217,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="matrix_protocol",
     )
     mat.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
-    mat.add_argument(
-        "--labels-per-dataset",
-        nargs="+",
-        metavar="TSV",
-        help="taxonomy: one labels file per dataset (default: --labels for all)",
-    )
     _add_fidelity_options(mat)
-    tax_group = mat.add_argument_group("taxonomy (matrix)")
-    tax_group.add_argument("--labels", metavar="TSV", help="labels for every dataset")
-    tax_group.add_argument("--ranks", help="comma-separated rank columns")
-    tax_group.add_argument("--k", type=_int_list, default=(1, 5, 10, 50))
-    tax_group.add_argument("--exclude-same", metavar="RANK")
-    tax_group.add_argument("--max-queries", type=int, metavar="N")
+    _add_taxonomy_options(mat, matrix=True)
     rec_group = mat.add_argument_group("reconstruction (matrix)")
-    rec_group.add_argument("--max-rows", type=int, default=50_000)
+    rec_group.add_argument(
+        "--max-rows", type=int, default=50_000, help="seeded sample of rows (default 50000)"
+    )
     _add_source_options(mat)
     add_common_options(mat)
     mat.set_defaults(run=run)
@@ -229,14 +253,15 @@ def _taxonomy_request(args: argparse.Namespace) -> Any:
         ks=tuple(args.k),
         ranks=tuple(r.strip() for r in args.ranks.split(",")) if args.ranks else None,
         exclude_same=args.exclude_same,
-        length_edges=tuple(getattr(args, "length_bins", (2000, 5000, 10000, 20000))),
+        length_edges=tuple(args.length_bins),
         metric=args.metric,
-        distance_threshold=getattr(args, "distance_threshold", None),
+        distance_threshold=args.distance_threshold,
     )
 
 
 def _run_one(args: argparse.Namespace, protocol: str, spec: str, dataset: str, index: int) -> Any:
     from kmervae.evaluate import runner
+    from kmervae.evaluate.matrix import cell_paths
 
     source = _source(args, spec)
     if protocol == "fidelity":
@@ -256,14 +281,17 @@ def _run_one(args: argparse.Namespace, protocol: str, spec: str, dataset: str, i
             labels = per[index]
         if labels is None:
             raise KmervaeError("the taxonomy protocol needs --labels (or --labels-per-dataset)")
+        clustering = args.clustering
+        if clustering is not None and args.protocol == "matrix":
+            clustering = cell_paths(clustering, [spec], [dataset])[spec, dataset]
         return runner.run_taxonomy(
             source,
             dataset,
             labels,
             _taxonomy_request(args),
-            reference=getattr(args, "reference", None),
-            reference_labels=getattr(args, "reference_labels", None),
-            clustering=getattr(args, "clustering", None),
+            reference=args.reference,
+            reference_labels=args.reference_labels,
+            clustering=clustering,
             max_queries=args.max_queries,
         )
     return runner.run_reconstruction(source, dataset, max_rows=args.max_rows)
@@ -297,9 +325,8 @@ def _run_matrix(args: argparse.Namespace) -> int:
         raise KmervaeError(
             f"--labels-per-dataset has {len(per)} files for {len(args.datasets)} datasets"
         )
-    if protocol == "taxonomy" and not (args.labels or per):
-        raise KmervaeError("--protocol taxonomy needs --labels or --labels-per-dataset")
-    args.reference = args.reference_labels = args.clustering = None
+    if protocol == "taxonomy":
+        _check_matrix_taxonomy(args)
     results = evaluate_matrix(
         args.models,
         args.datasets,
@@ -321,6 +348,26 @@ def _run_matrix(args: argparse.Namespace) -> int:
         log.error("%d of %d evaluations failed (see %s)", failed, len(results), js)
         return 1
     return 0
+
+
+def _check_matrix_taxonomy(args: argparse.Namespace) -> None:
+    """Bad taxonomy options stop the matrix once, before any cell is computed."""
+    from kmervae.evaluate.matrix import cell_paths
+    from kmervae.evaluate.runner import check_taxonomy_modes
+
+    if not (args.labels or args.labels_per_dataset):
+        raise KmervaeError("--protocol taxonomy needs --labels or --labels-per-dataset")
+    for labels in args.labels_per_dataset or [args.labels]:
+        if not Path(labels).is_file():
+            raise KmervaeError(f"{labels}: no such labels file")
+    request = _taxonomy_request(args)
+    check_taxonomy_modes(request, reference=args.reference, reference_labels=args.reference_labels)
+    if args.clustering is not None:
+        paths = cell_paths(args.clustering, args.models, args.datasets)
+        missing = [p for p in dict.fromkeys(paths.values()) if not Path(p).is_file()]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise KmervaeError(f"{missing[0]}: no such clustering file{more}")
 
 
 def _write_json(path: Path, result: dict[str, Any], overwrite: bool) -> None:

@@ -16,6 +16,77 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("fidelity", "taxonomy", "reconstruction")
 
 
+_NAME_SUFFIXES = (".kmv", ".npy", ".onnx", ".pt")
+
+
+def short_name(path: str) -> str:
+    """A model's or dataset's name in a table and in ``{model}``/``{dataset}`` templates: the
+    last path component without a dataset or model suffix (``runs/a.onnx`` -> ``a``)."""
+    name = Path(path).name
+    for suffix in _NAME_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def cell_paths(
+    template: str, models: Sequence[str], datasets: Sequence[str]
+) -> dict[tuple[str, str], str]:
+    """``{(model, dataset): path}`` from a path template with ``{model}`` and ``{dataset}``
+    placeholders (the short names); a template without them names one file for every cell.
+
+    Raises
+    ------
+    KmervaeError
+        An unknown placeholder, or a placeholder that two models (or datasets) of the
+        matrix would fill with the same name.
+    """
+    try:
+        template.format(model="", dataset="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise KmervaeError(
+            f"{template!r}: a path template may hold only {{model}} and {{dataset}} ({exc})"
+        ) from None
+    for key, names in (("{model}", models), ("{dataset}", datasets)):
+        short = [short_name(n) for n in names]
+        if key in template and len(set(short)) < len(short):
+            dup = next(n for n in short if short.count(n) > 1)
+            raise KmervaeError(
+                f"{template!r}: two {key[1:-1]}s are both named {dup!r}, so {key} is ambiguous"
+            )
+    return {
+        (m, d): template.format(model=short_name(m), dataset=short_name(d))
+        for m in models
+        for d in datasets
+    }
+
+
+def _taxonomy_headline(result: dict[str, Any]) -> str:
+    mode = result.get("mode", "within")
+    parts = []
+    for rank in result["ranks"]:
+        scores = result["agreement"][rank]
+        value = scores.get("1")
+        if value is None:
+            continue
+        if mode == "within":
+            parts.append(f"{rank}@1 {value:.3f}")
+        else:  # scored queries differ by rank: unreachable labels are left out
+            parts.append(f"{rank}@1 {value:.3f} (n {scores['queries']})")
+    cell = "; ".join(parts)
+    if mode == "within":
+        cell += f" (n {result['queries']})"
+    clustering = result.get("clustering")
+    if clustering:
+        scores = [
+            f"{rank} {clustering[rank]['ari']:.3f}/{clustering[rank]['ami']:.3f}"
+            for rank in result["ranks"]
+            if isinstance(clustering.get(rank), dict)
+        ]
+        cell += "; ARI/AMI " + ", ".join(scores)
+    return cell
+
+
 def headline(result: dict[str, Any]) -> str:
     """One cell of the Markdown table for a protocol result."""
     protocol = result["protocol"]
@@ -24,16 +95,39 @@ def headline(result: dict[str, Any]) -> str:
         interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
         return f"{result['spearman']:.3f}{interval} (pool {result['pool']})"
     if protocol == "taxonomy":
-        parts = []
-        for rank in result["ranks"]:
-            value = result["agreement"][rank].get("1")
-            if value is not None:
-                parts.append(f"{rank}@1 {value:.3f}")
-        return "; ".join(parts) + f" (n {result['queries']})"
+        return _taxonomy_headline(result)
     if protocol == "reconstruction":
         per_k = " ".join(f"{k}:{v:.3f}" for k, v in result["mse_per_k"].items())
         return f"{result['mse']:.4f} ({per_k})"
     raise KmervaeError(f"unknown protocol {protocol!r}")
+
+
+def describe_mode(results: list[dict[str, Any]]) -> str | None:
+    """One line on how the taxonomy cells were computed (None for other protocols)."""
+    done = [r for r in results if r.get("protocol") == "taxonomy"]
+    if not done:
+        return None
+    first = done[0]
+    mode = first.get("mode", "within")
+    if mode == "reference":
+        ref = first["reference"]
+        text = (
+            f"Mode: reference. Queries are the rows of each dataset; neighbours are the "
+            f"{ref['n_rows']} rows of {ref['path']}. n: queries scored at each rank (a label "
+            "that no reference carries is left out)."
+        )
+    elif mode.startswith("exclude-same"):
+        rank = mode.split(" ", 1)[1]
+        text = (
+            f"Mode: exclude-same {rank}. Neighbours sharing the query's {rank} are skipped. "
+            f"n: queries scored at each rank (a label found only in the query's own {rank} "
+            "is left out)."
+        )
+    else:
+        text = "Mode: within. Neighbours are the other rows of the same dataset."
+    if any("clustering" in r for r in done):
+        text += " ARI/AMI: the clustering against each rank's labels."
+    return text
 
 
 def evaluate_matrix(
@@ -65,9 +159,11 @@ def matrix_markdown(
 ) -> str:
     """A Markdown table: one row per model, one column per dataset."""
     cell = {(r["model"], r["dataset"]): r for r in results}
-    lines = [
-        f"# kmervae evaluate matrix: {protocol}",
-        "",
+    lines = [f"# kmervae evaluate matrix: {protocol}", ""]
+    mode = describe_mode(results)
+    if mode:
+        lines += [mode, ""]
+    lines += [
         "| model | " + " | ".join(Path(d).name for d in datasets) + " |",
         "|---|" + "---|" * len(datasets),
     ]

@@ -135,6 +135,36 @@ def run_fidelity(
     return {"protocol": "fidelity", **_header(rep, ds, held), **result}
 
 
+def check_taxonomy_modes(
+    request: TaxonomyRequest,
+    *,
+    reference: str | Path | None = None,
+    reference_labels: str | Path | None = None,
+    clustering: str | Path | None = None,
+) -> None:
+    """Stop before any work when the taxonomy options do not fit together.
+
+    Raises
+    ------
+    InputError
+        ``reference`` without ``reference_labels`` or the reverse, ``exclude_same`` or a
+        distance threshold that does not fit the mode, or a named file that does not exist.
+    """
+    if reference is not None and reference_labels is None:
+        raise InputError("--reference needs --reference-labels (the labels of its ids)")
+    if reference_labels is not None and reference is None:
+        raise InputError("--reference-labels needs --reference (the labelled dataset)")
+    if reference is not None and request.exclude_same:
+        raise InputError("--exclude-same applies within one dataset, not with --reference")
+    if request.distance_threshold is not None and reference is None:
+        raise InputError("--distance-threshold needs --reference")
+    if reference is not None and not Path(reference).exists():
+        raise InputError(f"{reference}: no such reference dataset")
+    for path, what in ((reference_labels, "reference labels"), (clustering, "clustering")):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{path}: no such {what} file")
+
+
 def run_taxonomy(
     source: Source,
     dataset: str | Path,
@@ -152,6 +182,9 @@ def run_taxonomy(
     them when given). Within one dataset, neighbours are drawn from the same rows.
     """
     request = request or TaxonomyRequest()
+    check_taxonomy_modes(
+        request, reference=reference, reference_labels=reference_labels, clustering=clustering
+    )
     ds = open_dataset(dataset)
     held = _held_out(source, ds)
     rows = sample_rows(held.rows, max_queries, source.seed) if reference else held.rows
@@ -169,8 +202,7 @@ def run_taxonomy(
     ref_vectors = ref_aligned = None
     extra: dict[str, Any] = {}
     if reference is not None:
-        if reference_labels is None:
-            raise InputError("--reference needs --reference-labels")
+        assert reference_labels is not None  # checked above
         ref_ds = open_dataset(reference)
         ref_table = read_labels(reference_labels, table.ranks)
         ref_aligned = align_labels(ref_table, ref_ds.ids(), vocab=aligned.vocab, what="reference")
