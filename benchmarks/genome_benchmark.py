@@ -197,6 +197,8 @@ def train_model(train: Path, out: Path, args: argparse.Namespace, variant: dict[
         latent=variant.get("latent", args.latent),
         dropout=variant.get("dropout", 0.0),
         beta=args.beta,
+        distance_weight=variant.get("distance_weight", args.distance_weight),
+        distance_locality=args.distance_locality,
     )
     recipe = TrainConfig(
         epochs=variant.get("epochs", args.epochs),
@@ -362,13 +364,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--beta", type=float, default=0.05)
+    parser.add_argument(
+        "--distance-weight",
+        type=float,
+        default=0.0,
+        help="distance-preserving loss term for every variant (default 0; the 'distance' "
+        "variant uses 1 when this is 0)",
+    )
+    parser.add_argument("--distance-locality", type=float, default=0.1)
     parser.add_argument("--hidden", type=_int_list, default=(1024, 512))
     parser.add_argument("--latent", type=int, default=384)
     parser.add_argument(
         "--variants",
         default="reference",
         help="models to train: reference (6..1-mers), five (5..1-mers, dropout 0.1), "
-        "comma-separated",
+        "distance (6..1-mers with the distance-preserving loss term), comma-separated",
     )
     parser.add_argument(
         "--model",
@@ -443,12 +453,23 @@ def main(argv: list[str] | None = None) -> int:
             "dropout": 0.1,
             "label": "VAE 5..1-mers, dropout 0.1",
         },
+        "distance": {
+            "name": "distance",
+            "ks": (6, 5, 4, 3, 2, 1),
+            "distance_weight": args.distance_weight or 1.0,
+            "label": "VAE 6..1-mers",
+        },
     }
     specs: list[tuple[str, str]] = []
     for key in filter(None, args.variants.split(",")):
+        if key not in variants:
+            parser.error(f"unknown variant {key!r} (use {', '.join(variants)})")
         variant = variants[key]
         model_dir = train_model(sides["models"][0], out, args, variant)
         beta = "" if args.beta == 0.05 else f", beta {args.beta:g}"
+        weight = variant.get("distance_weight", args.distance_weight)
+        if weight:
+            beta += f", distance {weight:g} (locality {args.distance_locality:g})"
         specs.append((f"{variant['label']}, {args.epochs} ep{beta}", str(model_dir)))
     for item in args.model:
         label, _, path = item.partition("=")
