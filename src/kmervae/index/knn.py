@@ -191,17 +191,20 @@ def _knn_by_lists(
     del position
 
     def read_lists(ids: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Positions and vectors of the given lists, one contiguous read each."""
+        """Positions and vectors of the given lists, one contiguous read each, straight
+        into one array."""
         spans = [(int(bounds[p]), int(bounds[p + 1])) for p in ids if p >= 0]
         spans = [(a, b) for a, b in spans if b > a]
-        if not spans:
-            return np.empty(0, np.int64), np.empty((0, dim), np.float32)
-        parts = []
+        total = sum(b - a for a, b in spans)
+        vecs = np.empty((total, dim), np.float32)
+        at = 0
         with open(by_list, "rb") as fh:
             for a, b in spans:
                 fh.seek(a * dim * 4)
-                parts.append(np.fromfile(fh, np.float32, (b - a) * dim).reshape(b - a, dim))
-        return np.concatenate([np.arange(a, b) for a, b in spans]), np.concatenate(parts)
+                fh.readinto(vecs[at : at + b - a].data.cast("B"))
+                at += b - a
+        pos = np.concatenate([np.arange(a, b) for a, b in spans]) if spans else np.empty(0, int)
+        return pos.astype(np.int64), vecs
 
     probes = quantizer.search(centroids, min(nprobe, lists))[1]
     out_idx = open_memmap(tmp / "indices.npy", "w+", dtype, (n, k))
