@@ -71,10 +71,10 @@ class FaissStore(ExactStore):
             lists=self._param("num_partitions"),
             min_rows=int(self._param("ann_min_rows")),
         )
-        if "batch_index" in got:
-            params["vector_index"] = got["batch_index"]
-            if "batch_lists" in got:
-                params.update(num_partitions=got["batch_lists"], train_rows=got["batch_train_rows"])
+        if got:
+            params["vector_index"] = got["index"]
+            if "lists" in got:
+                params.update(num_partitions=got["lists"], train_rows=got["train_rows"])
         return params
 
     def _rollback(self) -> None:

@@ -109,7 +109,9 @@ class IvfFlatFile:
         ``first:n_rows``. ``blocks(start)`` yields the vectors of rows ``start:n_rows`` in
         order; ``sample(rows)`` those of sorted row numbers, for training. Stores under
         ``min_rows`` get an exact flat index, replaced by an IVF one once they grow past
-        it. Written to a temporary name, then renamed. Returns the parameters."""
+        it. Written to a temporary name, then renamed. Returns what a new index was built
+        as (``index``: ``flat`` or ``ivf-flat``; ``lists`` and ``train_rows`` for IVF), or
+        nothing when the file was extended."""
         faiss = faiss_module()
         params: dict[str, Any] = {}
         if first > 0:
@@ -142,7 +144,7 @@ class IvfFlatFile:
         params: dict[str, Any],
     ) -> Any:
         if n < min_rows:
-            params["batch_index"] = "flat"
+            params["index"] = "flat"
             return faiss.IndexFlatL2(self.dim)
         nlist = int(lists or default_lists(n))
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dim), self.dim, nlist)
@@ -154,7 +156,7 @@ class IvfFlatFile:
         t0 = time.perf_counter()
         index.train(np.ascontiguousarray(sample(rows), np.float32))
         log.info("trained %d IVF lists on %d rows in %.1f s", nlist, size, time.perf_counter() - t0)
-        params.update(batch_index="ivf-flat", batch_lists=nlist, batch_train_rows=size)
+        params.update(index="ivf-flat", lists=nlist, train_rows=size)
         return index
 
     def search(

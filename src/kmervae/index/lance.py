@@ -244,7 +244,13 @@ class LanceStore(StoreBase):
             lists=self._param("num_partitions"),
             min_rows=int(self._param("ann_min_rows")),
         )
-        return {"batch_index": got.get("batch_index", self._param("batch_index")), **got}
+        if not got:  # extended: the kind and lists stay as recorded
+            return {}
+        return {
+            "batch_index": got["index"],
+            "batch_lists": got.get("lists"),
+            "batch_train_rows": got.get("train_rows"),
+        }
 
     def _rollback(self) -> None:
         self._ivf.forget()
