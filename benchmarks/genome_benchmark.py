@@ -38,7 +38,6 @@ import csv
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -488,7 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     (train_ds, train_labels), (test_ds, test_labels) = sides["train"], sides["test"]
     rows = evaluate_all(specs, train_ds, test_ds, train_labels, test_labels, args)
     table = markdown_table(rows)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    from kmervae.cores import cpu_name
+
+    machine = f"{cpu_name()}, {os.cpu_count()} cores"
     header = (
         f"{len(test_entries)} test genomes ({n_test} contigs of {args.lengths[0]}-"
         f"{args.lengths[1]} bp), {len(train_entries)} train genomes ({n_train} contigs"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -34,19 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kmervae.cores import cpu_name
 from kmervae.index import open_index
 from kmervae.index.exact import brute_force_topk
 from kmervae.io.embeddings import EmbeddingsWriter, open_embeddings
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class Space:
