@@ -21,7 +21,6 @@ Usage: ``python benchmarks/embed_speed.py [--rows 20000] [--big-rows 200000] [--
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fresh_process import whole_process
 
 from kmervae.cores import cpu_name
 from kmervae.io.dataset import DatasetWriter
@@ -87,35 +87,6 @@ def build_model(work: Path) -> tuple[Path, Path | None, str]:
             note = f"ONNX rows skipped: 'kmervae export --onnx' failed ({last})"
             return model, None, note
     return model, onnx, note
-
-
-#: Started fresh for every measured run, it spawns ``python -m kmervae ...`` and reports its
-#: wall time and peak RSS. A small launcher matters: Linux carries the peak RSS of the parent
-#: over fork and exec into the child, so spawning from this (large) process would inflate it.
-_LAUNCHER = """
-import json, os, sys, time
-started = time.perf_counter()
-pid = os.posix_spawn(
-    sys.executable, [sys.executable, "-m", "kmervae", *sys.argv[1:]], os.environ,
-    file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)],
-)
-_, status, usage = os.wait4(pid, 0)
-seconds = time.perf_counter() - started
-print(json.dumps([seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
-"""
-
-
-def whole_process(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one fresh ``python -m kmervae`` process."""
-    result = subprocess.run(
-        [sys.executable, "-c", _LAUNCHER, *args], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0 or not result.stdout.strip():
-        raise SystemExit(f"launcher failed:\n{result.stderr}")
-    seconds, rss_kib, code = json.loads(result.stdout)
-    if code != 0:
-        raise SystemExit(f"kmervae {' '.join(args)} failed:\n{result.stderr}")
-    return seconds, rss_kib / 1024  # Linux reports KiB
 
 
 def time_embed(model: Path, dataset: Path, out: Path, repeats: int, extra: list[str]):

@@ -5,7 +5,7 @@ Gaussian clusters of unequal sizes and spreads, like contigs of many genomes; le
 log-uniform in 1-100 kbp), then prints:
 
 - store build time and peak RSS (``python -m kmervae index build`` in a fresh process,
-  ``os.wait4``);
+  spawned by a small launcher, ``os.wait4``);
 - recall@10 of the store's search against exact brute force, for ``--queries`` queries
   (fresh points of the same clusters), batched queries/s (and, for a FAISS index, FAISS's
   own search of the same index in the same run), and single-query latency;
@@ -25,13 +25,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from fresh_process import whole_process
 
 from kmervae.cores import cpu_name
 from kmervae.index import open_index
@@ -69,14 +68,9 @@ def write_embeddings(path: Path, n: int, space: Space, seed: int) -> None:
 
 
 def run_process(argv: list[str]) -> tuple[float, float]:
-    """Run ``python -m kmervae ARGV``; (wall seconds, peak RSS in GiB)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "kmervae", *argv])
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"kmervae {' '.join(argv)} failed")
-    return seconds, usage.ru_maxrss / (1 << 20)
+    """Run ``python -m kmervae ARGV`` as a fresh process; (wall seconds, peak RSS in GiB)."""
+    seconds, rss_mib = whole_process(argv)
+    return seconds, rss_mib / 1024
 
 
 def exact_topk(emb_mu: np.ndarray, queries: np.ndarray, k: int, keep: np.ndarray | None):
