@@ -9,6 +9,7 @@ import sys
 from kmervae._version import __version__
 from kmervae.cli import (
     chop,
+    cluster,
     concat,
     embed,
     evaluate,
@@ -35,6 +36,7 @@ SUBCOMMANDS = (
     index,
     search,
     knn,
+    cluster,
 )
 
 

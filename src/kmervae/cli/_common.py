@@ -40,6 +40,16 @@ def int_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def float_list(text: str) -> tuple[float, ...]:
+    """argparse type for comma-separated numbers such as ``1.4,2,3``."""
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
 def add_format_option(parser: argparse.ArgumentParser) -> None:
     """``--format native|legacy`` for commands that write profile datasets."""
     parser.add_argument(

@@ -163,21 +163,57 @@ def align_labels(
     return AlignedLabels(codes, list(table.ranks), vocab, unlabelled, extra, missing)
 
 
+#: header names of the id column and of the cluster column
+_ID_HEADERS = frozenset({"id", "contig_id", "contig", "contigname", "contig_name", "sequence"})
+_CLUSTER_HEADERS = frozenset({"cluster", "clustername", "cluster_name", "bin", "bin_id"})
+
+
 def read_clustering(path: str | Path) -> dict[str, str]:
-    """id -> cluster name from a two-column TSV (a header line ``id  cluster`` is skipped)."""
+    """id -> cluster name from a two-column TSV.
+
+    Accepts ``id<TAB>cluster`` (kmervae, MetaBAT/SemiBin tables) and VAMB's
+    ``clustername<TAB>contigname``: the order is taken from a header line when there is one
+    (``contig_id``/``id``/``contigname`` … and ``cluster``/``clustername``/``bin``), otherwise
+    from the data (the id column is the one whose values never repeat).
+
+    Raises
+    ------
+    InputError
+        No such file, a line with one column, an id in two clusters, no clustered id.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such clustering file")
-    out: dict[str, str] = {}
+    pairs: list[tuple[int, str, str]] = []
+    swap: bool | None = None
     with open(path, newline="") as fh:
         for line_no, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
             if not row or not row[0].strip():
                 continue
             if len(row) < 2:
                 raise InputError(f"{path}: line {line_no}: expected id<TAB>cluster")
-            if line_no == 1 and row[0].strip().lower() in ("id", "contig_id", "contig"):
-                continue
-            out[row[0].strip()] = row[1].strip()
-    if not out:
+            a, b = row[0].strip(), row[1].strip()
+            if not pairs and swap is None:
+                head = (a.lower(), b.lower())
+                if head[0] in _ID_HEADERS and head[1] in _CLUSTER_HEADERS:
+                    swap = False
+                    continue
+                if head[0] in _CLUSTER_HEADERS and head[1] in _ID_HEADERS:
+                    swap = True
+                    continue
+            pairs.append((line_no, a, b))
+    if not pairs:
         raise InputError(f"{path}: no clustered ids")
+    if swap is None:
+        firsts = {a for _, a, _ in pairs}
+        seconds = {b for _, _, b in pairs}
+        swap = len(firsts) < len(pairs) and len(seconds) == len(pairs)
+    out: dict[str, str] = {}
+    for line_no, a, b in pairs:
+        ident, cluster = (b, a) if swap else (a, b)
+        if out.setdefault(ident, cluster) != cluster:
+            raise InputError(
+                f"{path}: line {line_no}: id {ident!r} is in two clusters "
+                f"({out[ident]!r} and {cluster!r})"
+            )
     return out

@@ -11,7 +11,7 @@ import numpy as np
 
 from kmervae.errors import KmervaeError
 from kmervae.io.atomic import atomic_file
-from kmervae.io.fasta import read_fasta_records
+from kmervae.io.fasta import read_fasta_records, write_wrapped
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,6 @@ def chop_sequence(
         if end - start >= spec.min_keep:
             yield start, end
         start = end
-
-
-def _write_wrapped(out: IO[bytes], seq: bytes, width: int) -> None:
-    if width <= 0:
-        out.write(seq + b"\n")
-        return
-    out.write(b"\n".join(seq[i : i + width] for i in range(0, len(seq), width)) + b"\n")
 
 
 def _file_stem(path: str | Path) -> str:
@@ -119,7 +112,7 @@ def chop_genomes(
                     for n, (start, end) in enumerate(chop_sequence(seq, spec, rng), 1):
                         cid = f"{base}.{n}"
                         out.write(f">{cid}\n".encode())
-                        _write_wrapped(out, seq[start:end], line_width)
+                        write_wrapped(out, seq[start:end], line_width)
                         if tab:
                             tab.write(
                                 f"{cid}\t{Path(str(path)).name}\t{ident}\t{start}\t{end}"

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from kmervae.errors import InputError
 from kmervae.io.streams import open_input, read_exactly
@@ -209,3 +210,22 @@ def _record(header: str, parts: list[bytes], name: str) -> tuple[str, str, bytes
     if not ident:
         raise InputError(f"{name}: header '>' with an empty id")
     return ident, header, b"".join(parts)
+
+
+def file_stem(name: str | Path) -> str:
+    """A FASTA file's name without compression and FASTA suffixes (the prefix that
+    ``profile --prefix-ids`` puts before each id)."""
+    base = Path(str(name)).name
+    for suffix in (".gz", ".bz2", ".xz", ".zst", ".zstd"):
+        base = base.removesuffix(suffix)
+    for suffix in (".fasta", ".fa", ".fna", ".fas", ".ffn", ".faa", ".contigs"):
+        base = base.removesuffix(suffix)
+    return base if base != "<stdin>" else "stdin"
+
+
+def write_wrapped(out: IO[bytes], seq: bytes, width: int) -> None:
+    """Write ``seq`` in lines of ``width`` (one line when ``width`` <= 0)."""
+    if width <= 0:
+        out.write(seq + b"\n")
+        return
+    out.write(b"\n".join(seq[i : i + width] for i in range(0, len(seq), width)) + b"\n")

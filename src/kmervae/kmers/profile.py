@@ -21,7 +21,7 @@ import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.dataset import DatasetWriter
-from kmervae.io.fasta import Segment, SegmentReader
+from kmervae.io.fasta import Segment, SegmentReader, file_stem
 from kmervae.io.ids import IdRegistry
 from kmervae.kmers import kernels as K
 
@@ -288,7 +288,7 @@ class _ProfileRun:
         reader = SegmentReader(path)
         name = reader.name
         source = self.writer.add_source({"path": str(path), "name": name})
-        prefix = _file_stem(name) if self.prefix_ids else None
+        prefix = file_stem(name) if self.prefix_ids else None
         before = self.counts["records"]
         consumed = 0
         pending: deque[Future[SegmentResult]] = deque()
@@ -353,12 +353,3 @@ class _ProfileRun:
             raise InputError(
                 f"{name}: record {records_before + result.error_record}: {result.error}"
             )
-
-
-def _file_stem(name: str) -> str:
-    base = Path(name).name
-    for suffix in (".gz", ".bz2", ".xz", ".zst", ".zstd"):
-        base = base.removesuffix(suffix)
-    for suffix in (".fasta", ".fa", ".fna", ".fas", ".ffn", ".faa", ".contigs"):
-        base = base.removesuffix(suffix)
-    return base if base != "<stdin>" else "stdin"
