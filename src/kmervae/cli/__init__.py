@@ -10,6 +10,7 @@ from kmervae._version import __version__
 from kmervae.cli import (
     chop,
     cluster,
+    compare,
     concat,
     embed,
     evaluate,
@@ -17,6 +18,7 @@ from kmervae.cli import (
     import_keras,
     index,
     knn,
+    map,
     profile,
     search,
     train,
@@ -37,6 +39,8 @@ SUBCOMMANDS = (
     search,
     knn,
     cluster,
+    map,
+    compare,
 )
 
 
