@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from kmervae.cli._common import add_common_options
+from kmervae.cli._evaluate_clusters import (
+    add_clusters_options,
+    add_request_options,
+    baseline_specs,
+    format_clusters,
+)
 from kmervae.errors import KmervaeError
 from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
 from kmervae.io.atomic import atomic_file
@@ -150,7 +156,7 @@ def _add_taxonomy_options(parser: argparse.ArgumentParser, *, matrix: bool = Fal
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "evaluate",
-        help="embedding quality: fidelity, taxonomy, reconstruction, matrix",
+        help="embedding quality: fidelity, taxonomy, reconstruction, clusters, matrix",
         description="Measure a model, or a baseline computed by the same code, with the "
         "protocols of DESIGN.md. MODEL is a model path or a baseline name "
         f"({BASELINE_HELP}).",
@@ -200,6 +206,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_common_options(rec)
     rec.set_defaults(run=run)
 
+    clu = proto.add_parser(
+        "clusters",
+        help="cluster quality: GC spread, sizes, purity, completeness, ARI/AMI, genomes recovered",
+        description="Judge a clustering: the GC spread of its clusters, their sizes and, with "
+        "--labels, purity and completeness per rank, ARI/AMI, labels kept whole and genomes "
+        "recovered (purity >= 0.95, completeness >= 0.9). --baseline clusters baselines "
+        "with the same recipe for a side-by-side row.",
+    )
+    clu.add_argument(
+        "clusters",
+        metavar="CLUSTERS",
+        help="a 'kmervae cluster' folder, or a clustering TSV (contig_id<TAB>cluster, or "
+        "VAMB's clustername<TAB>contigname)",
+    )
+    add_clusters_options(clu)
+    add_common_options(clu)
+    clu.set_defaults(run=run, training_run=None)
+
     mat = proto.add_parser(
         "matrix",
         help="models x datasets for one protocol, as Markdown and JSON",
@@ -212,7 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mat.add_argument("--datasets", nargs="+", required=True, metavar="DATASET")
     mat.add_argument(
         "--protocol",
-        choices=("fidelity", "taxonomy", "reconstruction"),
+        choices=("fidelity", "taxonomy", "reconstruction", "clusters"),
         required=True,
         dest="matrix_protocol",
     )
@@ -222,6 +246,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec_group = mat.add_argument_group("reconstruction (matrix)")
     rec_group.add_argument(
         "--max-rows", type=int, default=50_000, help="seeded sample of rows (default 50000)"
+    )
+    clu_group = mat.add_argument_group("clusters (matrix)")
+    add_request_options(clu_group, matrix=True)
+    clu_group.add_argument(
+        "--min-length",
+        type=int,
+        metavar="BP",
+        help="cluster only held-out contigs at least this long (default: the request's)",
     )
     _add_source_options(mat)
     add_common_options(mat)
@@ -294,7 +326,21 @@ def _run_one(args: argparse.Namespace, protocol: str, spec: str, dataset: str, i
             clustering=clustering,
             max_queries=args.max_queries,
         )
+    if protocol == "clusters":
+        per = getattr(args, "labels_per_dataset", None)
+        return runner.run_cluster_quality(
+            source,
+            dataset,
+            labels=per[index] if per else args.labels,
+            ranks=_ranks(args),
+            request=args.request_data,
+            k=args.graph_k,
+        )
     return runner.run_reconstruction(source, dataset, max_rows=args.max_rows)
+
+
+def _ranks(args: argparse.Namespace) -> list[str] | None:
+    return [r.strip() for r in args.ranks.split(",")] if args.ranks else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -308,6 +354,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_matrix(args)
     if args.json is not None and args.json.exists() and not args.force:
         raise KmervaeError(f"{args.json} already exists (use --force to replace it)")
+    if args.protocol == "clusters":
+        return _run_clusters(args)
     result = _run_one(args, args.protocol, args.model, args.dataset, 0)
     result["provenance"] = run_provenance(args.argv, args.seed)
     sys.stdout.write(format_result(result))
@@ -327,6 +375,9 @@ def _run_matrix(args: argparse.Namespace) -> int:
         )
     if protocol == "taxonomy":
         _check_matrix_taxonomy(args)
+    args.request_data = None
+    if protocol == "clusters":
+        args.request_data = _check_matrix_clusters(args)
     results = evaluate_matrix(
         args.models,
         args.datasets,
@@ -368,6 +419,62 @@ def _check_matrix_taxonomy(args: argparse.Namespace) -> None:
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise KmervaeError(f"{missing[0]}: no such clustering file{more}")
+
+
+def _check_matrix_clusters(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Check the clusters options once, before any cell; returns the request to use."""
+    from kmervae.evaluate.cluster_inputs import read_cluster_request
+
+    for labels in args.labels_per_dataset or ([args.labels] if args.labels else []):
+        if not Path(labels).is_file():
+            raise KmervaeError(f"{labels}: no such labels file")
+    if args.graph_k is not None and args.graph_k < 1:
+        raise KmervaeError(f"--graph-k must be at least 1, got {args.graph_k}")
+    request, k = (
+        read_cluster_request(args.cluster_request) if args.cluster_request else (None, None)
+    )
+    args.graph_k = args.graph_k or k or 50
+    if args.min_length is not None:
+        from kmervae.evaluate.cluster_inputs import cluster_request
+
+        request = cluster_request(request).to_dict()
+        request["graph"]["min_length"] = args.min_length
+        cluster_request(request)  # a negative length stops here
+    return request
+
+
+def _run_clusters(args: argparse.Namespace) -> int:
+    from kmervae.evaluate.cluster_inputs import read_cluster_request
+    from kmervae.evaluate.runner import run_clusters
+
+    if args.graph_k is not None and args.graph_k < 1:
+        raise KmervaeError(f"--graph-k must be at least 1, got {args.graph_k}")
+    baselines = [_source(args, spec) for spec in baseline_specs(args.baselines or [])]
+    request, k = (
+        read_cluster_request(args.cluster_request) if args.cluster_request else (None, None)
+    )
+    result = run_clusters(
+        args.clusters,
+        clustering=args.clustering,
+        store=args.store,
+        dataset=args.dataset,
+        labels=args.labels,
+        ranks=_ranks(args),
+        baselines=baselines,
+        min_length=args.min_length,
+        request=request,
+        k=args.graph_k or k,
+        threads=args.threads or None,
+    )
+    result["provenance"] = run_provenance(args.argv, args.seed)
+    sys.stdout.write(format_clusters(result))
+    if args.json is not None:
+        _write_json(args.json, result, args.force)
+    failed = [row["name"] for row in result["rows"] if "error" in row]
+    if failed:
+        log.error("%d of %d clusterings failed: %s", len(failed), len(result["rows"]), failed)
+        return 1
+    return 0
 
 
 def _write_json(path: Path, result: dict[str, Any], overwrite: bool) -> None:

@@ -23,8 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from kmervae._version import __version__
 from kmervae.cluster.clusters import ClusterStats, cluster_stats, write_clusters
 from kmervae.cluster.inputs import ClusterInput
@@ -45,17 +43,19 @@ SUMMARY_COLUMNS = (
 )
 
 
-def spread_summary(stats: ClusterStats) -> dict[str, Any]:
-    """Median GC spread and share within 5 pp over clusters of two or more contigs."""
-    multi = stats.size >= 2
-    spread = stats.gc_spread[multi]
-    spread = spread[~np.isnan(spread)]
+def summary_row(stats: ClusterStats) -> dict[str, Any]:
+    """Counts, median GC spread and share within 5 pp (clusters of two or more contigs, as
+    ``kmervae evaluate clusters`` scores them)."""
+    from kmervae.evaluate.clusters import spread_summary
+
+    spread = spread_summary(stats.gc_spread, stats.size, stats.total_bp)
+    median, within = spread["median"], spread["share_within"]
     return {
         "clusters": len(stats),
         "clustered_contigs": int(stats.size.sum()),
-        "singletons": int((~multi).sum()),
-        "median_gc_spread": float(np.median(spread)) if len(spread) else None,
-        "within_5pp": float((spread <= 5).mean()) if len(spread) else None,
+        "singletons": spread["singletons"],
+        "median_gc_spread": None if median != median else median,
+        "within_5pp": None if within != within else within,
     }
 
 
@@ -88,7 +88,7 @@ def write_cluster_folder(
                 "file": f"{stem}.tsv",
                 "stats": f"{stem}.stats.tsv",
                 "unclustered_contigs": int((clustering.labels < 0).sum()),
-                **spread_summary(stats),
+                **summary_row(stats),
             }
         )
     with open(folder / "summary.tsv", "w", encoding="utf-8") as fh:

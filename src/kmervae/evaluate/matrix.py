@@ -13,7 +13,7 @@ from kmervae.io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("fidelity", "taxonomy", "reconstruction")
+PROTOCOLS = ("fidelity", "taxonomy", "reconstruction", "clusters")
 
 
 _NAME_SUFFIXES = (".kmv", ".npy", ".onnx", ".pt")
@@ -87,6 +87,41 @@ def _taxonomy_headline(result: dict[str, Any]) -> str:
     return cell
 
 
+def _pick_rank(ranks: list[str], preferred: str, fallback: int) -> str | None:
+    """``preferred`` when the labels have it, else the rank at ``fallback`` (None: none)."""
+    if preferred in ranks:
+        return preferred
+    return ranks[fallback] if ranks else None
+
+
+def _clusters_headline(result: dict[str, Any]) -> str:
+    """Clusters and singletons, median GC spread and the share within 5 pp; with labels,
+    genus ARI, species kept whole and genomes recovered (or the nearest ranks there are)."""
+    rows = result.get("rows") or []
+    if not rows:
+        return "no clustering"
+    row = rows[0]
+    sizes, gc = row["sizes"], row["gc_spread"]
+    parts = [
+        f"{sizes['clusters']} clusters ({sizes['singletons']} singletons)",
+        f"GC spread median {gc['median']:.2f} pp, ≤{gc['within']:g} pp {gc['share_within']:.3f}",
+    ]
+    labels = row.get("labels") or {}
+    ranks = list(labels)
+    ari_rank = _pick_rank(ranks, "genus", -1)
+    if ari_rank is not None:
+        parts.append(f"{ari_rank} ARI {labels[ari_rank]['ari']:.3f}")
+    whole_rank = _pick_rank(ranks, "species", 0)
+    if whole_rank is not None:
+        whole = labels[whole_rank]["kept_whole"]
+        parts.append(f"{whole_rank} whole {whole['share']:.3f} (n {whole['labels']})")
+    if "genome" in labels:
+        rec = labels["genome"]["recovered"]
+        parts.append(f"genomes recovered {rec['recovered']}/{rec['labels']}")
+    cell = "; ".join(parts)
+    return f"{row['clustering']}: {cell}" if len(rows) > 1 else cell
+
+
 def headline(result: dict[str, Any]) -> str:
     """One cell of the Markdown table for a protocol result."""
     protocol = result["protocol"]
@@ -99,11 +134,44 @@ def headline(result: dict[str, Any]) -> str:
     if protocol == "reconstruction":
         per_k = " ".join(f"{k}:{v:.3f}" for k, v in result["mse_per_k"].items())
         return f"{result['mse']:.4f} ({per_k})"
+    if protocol == "clusters":
+        return _clusters_headline(result)
     raise KmervaeError(f"unknown protocol {protocol!r}")
 
 
+def _describe_clusters(first: dict[str, Any]) -> str:
+    request = first.get("request") or {}
+    graph = request.get("graph") or {}
+    methods = ", ".join(request.get("methods", []))
+    min_length = first.get("min_length") or 0
+    longer = f" of at least {min_length} bp" if min_length else ""
+    threshold = graph.get("max_distance")
+    edges = f"edges up to {threshold:g}" if threshold is not None else "every edge"
+    how = (
+        "by HDBSCAN of their vectors"
+        if "hdbscan" in methods
+        else f"with {methods} on the graph of their {first.get('k')} nearest neighbours ({edges})"
+    )
+    text = (
+        f"Each cell: the held-out rows{longer} of the dataset clustered {how}, then scored "
+        "(the first clustering of the recipe, named when there are several). GC spread over "
+        "clusters of 2 or more contigs"
+    )
+    if first.get("ranks"):
+        text += (
+            "; whole: the share of labels with 2 or more clustered contigs that one cluster "
+            "holds (n: labels counted); recovered: a cluster of purity >= 0.95 holding >= 90 % "
+            "of the genome's bp"
+        )
+    return text + "."
+
+
 def describe_mode(results: list[dict[str, Any]]) -> str | None:
-    """One line on how the taxonomy cells were computed (None for other protocols)."""
+    """One line on how the taxonomy (or clusters) cells were computed (None for other
+    protocols)."""
+    clustered = [r for r in results if r.get("protocol") == "clusters"]
+    if clustered:
+        return _describe_clusters(clustered[0])
     done = [r for r in results if r.get("protocol") == "taxonomy"]
     if not done:
         return None

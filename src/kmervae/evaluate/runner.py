@@ -5,14 +5,24 @@ names the representation, the dataset and where the held-out rows came from."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kmervae.errors import InputError
+from kmervae.errors import InputError, KmervaeError
 from kmervae.evaluate import PCA_FIT_ROWS
+from kmervae.evaluate.cluster_inputs import (
+    cluster_representation,
+    cluster_request,
+    dataset_rows,
+    open_cluster_file,
+    open_contigs,
+    recorded_k,
+    request_min_length,
+)
 from kmervae.evaluate.fidelity import evaluate_fidelity
 from kmervae.evaluate.holdout import HeldOut, held_out_rows, sample_rows
 from kmervae.evaluate.labels import align_labels, read_clustering, read_labels
@@ -261,3 +271,264 @@ def run_reconstruction(
         "held_out": held.source,
     }
     return {"protocol": "reconstruction", **header, **result}
+
+
+# -- cluster quality -------------------------------------------------------------------
+
+
+def check_cluster_inputs(
+    clusters: str | Path,
+    *,
+    store: str | Path | None = None,
+    dataset: str | Path | None = None,
+    labels: str | Path | None = None,
+    baselines: Sequence[Source] = (),
+) -> None:
+    """Stop before any work when the inputs of :func:`run_clusters` cannot fit together.
+
+    Raises
+    ------
+    InputError
+        A baseline without ``dataset``, or a named file or folder that does not exist.
+    """
+    if baselines and dataset is None:
+        raise InputError("--baseline needs --dataset: the profiles the baselines are computed from")
+    named = [(clusters, "cluster folder or clustering file"), (store, "index store")]
+    named += [(dataset, "profile dataset"), (labels, "labels file")]
+    named += [(s.fit, "dataset to fit on (--fit)") for s in baselines]
+    for path, what in named:
+        if path is not None and not Path(path).exists():
+            raise InputError(f"{path}: no such {what}")
+
+
+def _clustering_rows(
+    name: str, found: list[tuple[str, np.ndarray]], given: np.ndarray, n: int
+) -> list[tuple[str, np.ndarray]]:
+    """The clusterings of a baseline to score, spread over all ``n`` evaluated contigs:
+    the one named like the input clustering if there is one, else all of them."""
+    same = [f for f in found if f[0] == name]
+    out = []
+    for label, labels in same or found:
+        full = np.full(n, -1, np.int64)
+        full[given] = labels
+        out.append((label, full))
+    return out
+
+
+def _warn_one_cluster(name: str, quality: dict[str, Any], warnings: list[str]) -> None:
+    if quality["sizes"]["clusters"] == 1:
+        text = f"{name}: every clustered contig is in one cluster"
+        log.warning("%s", text)
+        warnings.append(text)
+
+
+def run_clusters(
+    clusters: str | Path,
+    *,
+    clustering: str | None = None,
+    store: str | Path | None = None,
+    dataset: str | Path | None = None,
+    labels: str | Path | None = None,
+    ranks: Sequence[str] | None = None,
+    baselines: Sequence[Source] = (),
+    min_length: int | None = None,
+    request: dict[str, Any] | None = None,
+    k: int | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Cluster quality of a clustering and, side by side, of the same clustering recipe run
+    on baseline representations.
+
+    Parameters
+    ----------
+    clusters : a ``kmervae cluster`` folder or a clustering TSV; ``clustering`` picks one
+        clustering of a folder by name.
+    store, dataset : where lengths and GC come from (default: the folder's store); the
+        baselines' profiles come from ``dataset``.
+    labels, ranks : a labels TSV and the ranks to score (default: all its columns).
+    baselines : representations (baselines or models) whose vectors of the evaluated
+        contigs are clustered with ``request`` (default: the folder's request, or the
+        defaults of ``kmervae cluster`` for a plain TSV) and ``k`` neighbours (default: the
+        folder's graph's k, or 50).
+    min_length : unclustered contigs at least this long count as evaluated (default: the
+        request's minimum length for a folder; for a plain TSV only clustered contigs are
+        evaluated).
+
+    Returns
+    -------
+    A JSON-ready dict: the clustering, the contigs, the labels and one entry of ``rows`` per
+    clustering scored (the input first); a baseline that fails is recorded with its
+    ``error``.
+    """
+    from kmervae.evaluate.clusters import cluster_quality
+
+    check_cluster_inputs(clusters, store=store, dataset=dataset, labels=labels, baselines=baselines)
+    cf = open_cluster_file(clusters, clustering)
+    if request is None:
+        request = cf.request
+    if min_length is None and cf.manifest is not None:
+        min_length = request_min_length(request)
+    table = read_labels(labels, list(ranks) if ranks else None) if labels is not None else None
+    ds = open_dataset(dataset) if dataset is not None else None
+    assignments = read_clustering(cf.file)
+    contigs = open_contigs(cf, assignments, store, ds, min_length)
+    aligned = None
+    if table is not None:
+        aligned = align_labels(table, contigs.ids, what="evaluated contig")
+    rank_list = list(aligned.ranks) if aligned is not None else []
+    n = len(contigs.ids)
+    warnings: list[str] = []
+
+    lengths = contigs.lengths if contigs.source.get("has_length", True) else None
+
+    def score(clusters_: np.ndarray) -> dict[str, Any]:
+        return cluster_quality(clusters_, lengths, contigs.gc, labels=aligned, ids=contigs.ids)
+
+    rows: list[dict[str, Any]] = []
+    input_quality = score(contigs.clusters)
+    _warn_one_cluster(cf.name, input_quality, warnings)
+    recorded = (cf.manifest or {}).get("store") or {}
+    rows.append(
+        {
+            "name": cf.name,
+            "kind": "input",
+            "representation": {
+                "kind": "input",
+                "name": cf.name,
+                "model_fingerprint": recorded.get("model_fingerprint"),
+            },
+            "contigs_clustered": int((contigs.clusters >= 0).sum()),
+            **input_quality,
+        }
+    )
+    graph_k = k or recorded_k(cf.manifest) or 50
+    if baselines:
+        assert ds is not None  # checked above
+        recipe = cluster_request(request)
+        notes = []
+        if "hdbscan" not in recipe.methods and recipe.graph.max_distance is not None:
+            notes.append(
+                f"the baselines' graphs drop edges longer than {recipe.graph.max_distance:g}, "
+                "a distance chosen for the input's space; other representations have other "
+                "scales"
+            )
+        made_from = ((cf.manifest or {}).get("input") or {}).get("kind")
+        if "hdbscan" in recipe.methods and made_from not in (None, "embeddings"):
+            notes.append(
+                f"{cf.name} was made by HDBSCAN on a {made_from}; the baselines are clustered "
+                "by HDBSCAN on their vectors themselves"
+            )
+        for text in notes:
+            log.warning("%s", text)
+            warnings.append(text)
+        ds_rows = dataset_rows(contigs, ds)
+        given = np.flatnonzero(ds_rows >= 0)
+        if len(given) < n:
+            text = f"{n - len(given)} of {n} evaluated contigs are not in {ds.path}"
+            log.warning("%s: the baselines leave them unclustered", text)
+            warnings.append(text)
+        order = np.argsort(ds_rows[given], kind="stable")
+        given = given[order]
+        for source in baselines:
+            try:
+                rep = _open(source, ds)
+                vectors = represent_rows(rep, ds, ds_rows[given])
+                found = cluster_representation(
+                    vectors, contigs.lengths[given], request, k=graph_k, threads=threads
+                )
+            except KmervaeError as exc:
+                log.error("%s: %s", source.spec, exc)
+                rows.append({"name": source.spec, "kind": "baseline", "error": str(exc)})
+                continue
+            described = describe_representation(rep)
+            for label, full in _clustering_rows(cf.name, found, given, n):
+                name = rep.name if len(found) == 1 or label == cf.name else f"{rep.name} {label}"
+                quality = score(full)
+                _warn_one_cluster(name, quality, warnings)
+                rows.append(
+                    {
+                        "name": name,
+                        "kind": described.get("kind", "baseline"),
+                        "representation": described,
+                        "clustering": label,
+                        "contigs_clustered": int((full >= 0).sum()),
+                        **quality,
+                    }
+                )
+    return {
+        "protocol": "clusters",
+        "clusters": {
+            "path": str(cf.path),
+            "file": str(cf.file),
+            "clustering": cf.name,
+            "kind": "folder" if cf.manifest is not None else "file",
+        },
+        "contigs": {
+            **contigs.source,
+            "evaluated": n,
+            "clustered": int((contigs.clusters >= 0).sum()),
+            "unclustered": int((contigs.clusters < 0).sum()),
+            "min_length": min_length,
+            "below_min_length": contigs.below_min_length,
+            "clustered_ids_not_found": contigs.not_found,
+        },
+        "labels": None
+        if aligned is None or table is None
+        else {"path": str(table.path), **aligned.report()},
+        "ranks": rank_list,
+        "request": cluster_request(request).to_dict() if baselines else request,
+        "k": graph_k if baselines else None,
+        "rows": rows,
+        "warnings": warnings,
+    }
+
+
+def run_cluster_quality(
+    source: Source,
+    dataset: str | Path,
+    *,
+    labels: str | Path | None = None,
+    ranks: Sequence[str] | None = None,
+    request: dict[str, Any] | None = None,
+    k: int = 50,
+) -> dict[str, Any]:
+    """Cluster a representation of DATASET's held-out rows with ``request`` (default: the
+    defaults of ``kmervae cluster``) and score every clustering it yields (the matrix's
+    ``clusters`` protocol). Contigs below the request's minimum length are left out."""
+    from kmervae.evaluate.clusters import cluster_quality
+
+    ds = open_dataset(dataset)
+    held = _held_out(source, ds)
+    min_length = request_min_length(request)
+    all_lengths = ds.lengths()
+    rows = held.rows[all_lengths[held.rows] >= min_length]
+    if len(rows) < 2:
+        raise InputError(
+            f"{ds.path}: {len(rows)} held-out contig(s) of at least {min_length} bp; nothing "
+            "to cluster"
+        )
+    table = read_labels(labels, list(ranks) if ranks else None) if labels is not None else None
+    rep = _open(source, ds)
+    ids = ds.ids()
+    row_ids = [ids[i] for i in rows]
+    aligned = align_labels(table, row_ids) if table is not None else None
+    lengths = all_lengths[rows].astype(np.int64)
+    gc = ds.gc()[rows].astype(np.float64)
+    vectors = represent_rows(rep, ds, rows)
+    found = cluster_representation(vectors, lengths, request, k=k, threads=source.threads)
+    scored = []
+    for name, labels_ in found:
+        quality = cluster_quality(labels_, lengths, gc, labels=aligned, ids=row_ids)
+        _warn_one_cluster(f"{rep.name} {name}", quality, [])
+        scored.append({"clustering": name, **quality})
+    return {
+        "protocol": "clusters",
+        **_header(rep, ds, held),
+        "contigs": len(rows),
+        "min_length": min_length,
+        "k": k,
+        "request": cluster_request(request).to_dict(),
+        "ranks": list(aligned.ranks) if aligned is not None else [],
+        "labels": aligned.report() if aligned is not None else None,
+        "rows": scored,
+    }
