@@ -25,7 +25,12 @@
    - 2-5 kbp species@1 within test;
    - test -> train species@1 and genus@1: nearest train contig (queries whose species /
      genus exists in train);
-   - fidelity Spearman on a pool of test contigs (pool size printed).
+   - fidelity Spearman on a pool of test contigs (pool size printed);
+   - clusters of the test contigs (``kmervae cluster``'s code through ``cluster_vectors``:
+     the k = 50 graph, then MCL and/or Leiden at ``--inflations`` / ``--resolutions``),
+     scored against the genome labels by ``kmervae evaluate clusters``' code: clusters,
+     median GC spread, genus ARI, species kept whole, genomes recovered (purity >= 0.95,
+     completeness >= 0.9 by bp); a second table.
 
 Prints one Markdown table and writes ``OUT/benchmark.json`` and ``OUT/benchmark.md``.
 The data source is a parameter: any folder of genomes with such a catalog works.
@@ -295,6 +300,7 @@ def evaluate_all(
             seed=args.seed,
             n_bootstrap=200,
         )
+        clusters = [] if args.skip_clusters else cluster_rows(vectors, test_ds, test_aligned, args)
         short = within["by_length"].get("2-5 kbp", {})
         rows.append(
             {
@@ -314,11 +320,83 @@ def evaluate_all(
                 "fidelity CI": fid.get("ci", {}).get("spearman"),
                 "pool": fid["pool"],
                 "seconds": time.perf_counter() - started,
+                "clusters": clusters,
                 "details": {"within": within, "exclude_genome": excl, "reference": ref},
             }
         )
         log.info("%s evaluated in %.0f s", label, rows[-1]["seconds"])
     return rows
+
+
+def cluster_request(args: argparse.Namespace) -> Any:
+    from kmervae.cluster.graph import GraphOptions
+    from kmervae.cluster.run import ClusterRequest
+
+    return ClusterRequest(
+        methods=tuple(args.cluster_methods.split(",")),
+        graph=GraphOptions(max_distance=args.cluster_max_distance),
+        inflations=args.inflations,
+        resolutions=args.resolutions,
+    )
+
+
+def cluster_rows(
+    vectors: np.ndarray, test_ds: Any, labels: Any, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every clustering of the request, of the test contigs in this representation, scored
+    against the genome labels."""
+    from kmervae.cluster.run import cluster_vectors
+    from kmervae.evaluate.clusters import cluster_quality
+
+    lengths, gc, ids = test_ds.lengths(), test_ds.gc(), test_ds.ids()
+    found = cluster_vectors(
+        vectors, lengths, cluster_request(args), k=args.cluster_k, threads=args.threads
+    )
+    out = []
+    for name, clusters in found:
+        q = cluster_quality(clusters, lengths, gc, labels=labels, ids=ids)
+        out.append(
+            {
+                "clustering": name,
+                "clusters": q["sizes"]["clusters"],
+                "singletons": q["sizes"]["singletons"],
+                "median GC spread": q["gc_spread"]["median"],
+                "within 5 pp": q["gc_spread"]["share_within"],
+                "genus ARI": q["labels"]["genus"]["ari"],
+                "species kept whole": q["labels"]["species"]["kept_whole"]["share"],
+                "genomes recovered": q["labels"]["genome"]["recovered"]["recovered"],
+                "genomes": q["labels"]["genome"]["recovered"]["labels"],
+                "details": q,
+            }
+        )
+    return out
+
+
+CLUSTER_COLUMNS = (
+    ("clusters", "clusters", "{:d}"),
+    ("singletons", "singletons", "{:d}"),
+    ("median GC spread", "median GC spread (pp)", "{:.2f}"),
+    ("within 5 pp", "clusters within 5 pp", "{:.3f}"),
+    ("genus ARI", "genus ARI", "{:.3f}"),
+    ("species kept whole", "species kept whole", "{:.3f}"),
+)
+
+
+def cluster_table(rows: list[dict[str, Any]]) -> str:
+    head = [
+        "representation",
+        "clustering",
+        *[t for _, t, _ in CLUSTER_COLUMNS],
+        "genomes recovered",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for row in rows:
+        for c in row.get("clusters", []):
+            cells = [f"{row['representation']} ({row['dim']})", c["clustering"]]
+            cells += [fmt.format(c[key]) for key, _, fmt in CLUSTER_COLUMNS]
+            cells.append(f"{c['genomes recovered']} of {c['genomes']}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 COLUMNS = (
@@ -346,6 +424,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def _length_range(text: str) -> tuple[int, int]:
     lo, hi = (int(x) for x in text.split("-", 1))
     return lo, hi
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -401,6 +483,15 @@ def main(argv: list[str] | None = None) -> int:
         "the PCA fits keep the single cut",
     )
     parser.add_argument("--reuse", action="store_true", help="reuse datasets already in --out")
+    clusters = parser.add_argument_group("clusters of the test contigs")
+    clusters.add_argument("--skip-clusters", action="store_true")
+    clusters.add_argument("--cluster-methods", default="mcl,leiden", help="mcl, leiden or both")
+    clusters.add_argument("--inflations", type=_float_list, default=(1.4, 2.0, 3.0))
+    clusters.add_argument("--resolutions", type=_float_list, default=(1.0,))
+    clusters.add_argument("--cluster-k", type=int, default=50, help="graph neighbours")
+    clusters.add_argument(
+        "--cluster-max-distance", type=float, help="drop longer edges (default: none)"
+    )
     args = parser.parse_args(argv)
     if args.train_copies < 1:
         parser.error("--train-copies must be at least 1")
@@ -487,6 +578,13 @@ def main(argv: list[str] | None = None) -> int:
     (train_ds, train_labels), (test_ds, test_labels) = sides["train"], sides["test"]
     rows = evaluate_all(specs, train_ds, test_ds, train_labels, test_labels, args)
     table = markdown_table(rows)
+    if not args.skip_clusters:
+        request = cluster_request(args)
+        table += (
+            f"\n\nClusters of the test contigs (k = {args.cluster_k}, in-degree cap "
+            f"{request.graph.max_in_degree}, weight 1/(d + {request.graph.delta:g}), "
+            f"max distance {request.graph.max_distance}):\n\n" + cluster_table(rows)
+        )
     from kmervae.cores import cpu_name
 
     machine = f"{cpu_name()}, {os.cpu_count()} cores"

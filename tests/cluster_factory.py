@@ -3,13 +3,21 @@ FASTA."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from kmervae.index import create_index, open_index
 from kmervae.index.knn import knn_graph
 from kmervae.io.embeddings import EmbeddingsWriter
+
+#: for tests that run the mcl package's programs (.ci/run installs them)
+needs_mcl = pytest.mark.skipif(
+    shutil.which("mcl") is None or shutil.which("rcl") is None,
+    reason="the mcl package (mcl, mcxload, rcl) is not installed",
+)
 
 
 def blobs(n: int = 1200, groups: int = 6, dim: int = 16, seed: int = 0):

@@ -8,7 +8,14 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from cluster_factory import blobs, write_embeddings, write_fasta, write_graph, write_store
+from cluster_factory import (
+    blobs,
+    needs_mcl,
+    write_embeddings,
+    write_fasta,
+    write_graph,
+    write_store,
+)
 from sklearn.metrics import adjusted_rand_score
 
 from kmervae.cli import main
@@ -44,6 +51,7 @@ def fails(argv, capsys, match: str) -> str:
     return err
 
 
+@needs_mcl
 def test_mcl_recovers_the_groups_and_writes_every_file(data, tmp_path):
     _root, _, truth, lengths, _gc, _, graph = data
     run_ok(["cluster", str(graph), "-o", str(tmp_path / "out"), "-I", "1.4", "-t", "2"])
@@ -67,6 +75,7 @@ def test_mcl_recovers_the_groups_and_writes_every_file(data, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
 
+@needs_mcl
 def test_an_inflation_sweep_writes_one_clustering_each(data, tmp_path):
     *_, graph = data
     run_ok(["cluster", str(graph), "-o", str(tmp_path / "out"), "-I", "1.4,2.5"])
@@ -89,6 +98,7 @@ def test_leiden_is_reproducible_and_recovers_the_groups(data, tmp_path):
     assert adjusted_rand_score(truth, labels_of(tmp_path / "a" / "clusters.tsv", 1200)) > 0.95
 
 
+@needs_mcl
 def test_consensus_of_mcl_and_leiden_through_rcl(data, tmp_path):
     *_, truth, _, _, _, graph = data
     argv = ["cluster", str(graph), "-o", str(tmp_path / "out"), "--method", "mcl,leiden"]
@@ -112,6 +122,7 @@ def test_graph_variants_cluster_too(data, tmp_path, options):
     assert adjusted_rand_score(truth, labels_of(tmp_path / "o" / "clusters.tsv", 1200)) > 0.9
 
 
+@needs_mcl
 def test_short_contigs_stay_unclustered_and_vamb_layout(data, tmp_path):
     *_, lengths, _, _, graph = data
     out = tmp_path / "out"
@@ -136,6 +147,7 @@ def test_hdbscan_on_embeddings(data, tmp_path):
     assert manifest["graph_summary"]["min_cluster_size"] == 10
 
 
+@needs_mcl
 def test_bins_hold_the_contigs_of_each_large_cluster(data, tmp_path):
     _root, x, _truth, lengths, *_, graph = data
     ids = [f"c{i}" for i in range(len(x))]
@@ -163,6 +175,7 @@ def test_bins_hold_the_contigs_of_each_large_cluster(data, tmp_path):
     assert os.listdir(tmp_path / "b2") == []
 
 
+@needs_mcl
 def test_bins_match_prefixed_ids(tmp_path):
     x, _, lengths, gc = blobs(300, 3, seed=4)
     ids = [f"sample_c{i}" for i in range(300)]
@@ -176,6 +189,7 @@ def test_bins_match_prefixed_ids(tmp_path):
     assert text.count(">sample_c") == 300
 
 
+@needs_mcl
 def test_bins_missing_contigs_are_named_and_nothing_is_left(data, tmp_path, capsys):
     *_, graph = data
     write_fasta(tmp_path / "a.fa", [f"c{i}" for i in range(1000)])
@@ -197,6 +211,7 @@ def test_a_graph_of_other_contigs_is_refused(data, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["other", "small"]
 
 
+@needs_mcl
 def test_an_empty_graph_names_the_threshold_and_the_quantiles(data, tmp_path, capsys):
     *_, graph = data
     (tmp_path / "out").mkdir()
@@ -216,6 +231,7 @@ def test_mcl_missing_is_one_line_with_the_install_hint(data, tmp_path, capsys, m
     assert not (tmp_path / "out").exists()
 
 
+@needs_mcl
 @pytest.mark.parametrize(
     ("options", "match"),
     [
@@ -237,6 +253,7 @@ def test_bad_options_are_one_line(data, tmp_path, capsys, options, match):
     assert not (tmp_path / "out").exists()
 
 
+@needs_mcl
 def test_existing_output_and_wrong_inputs(data, tmp_path, capsys):
     _root, *_, store, graph = data
     (tmp_path / "out").mkdir()

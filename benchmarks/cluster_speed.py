@@ -1,0 +1,124 @@
+"""Clustering and map speed at scale: ``kmervae knn`` -> ``cluster`` (MCL, Leiden) and ``map``.
+
+Writes ``--n`` clustered vectors (the clustered space of ``index_speed.py``: ``--clusters``
+Gaussian groups of unequal sizes and spreads, lengths log-uniform in 1-100 kbp), builds a
+FAISS store and its k = 50 graph with the in-degree capped at 100, then times, each in a
+fresh process (peak RSS read by a small launcher with ``os.wait4``):
+
+- ``kmervae knn -k 50 --max-in-degree 100``;
+- ``kmervae cluster --method mcl -I 3`` (the real mcl program, all cores);
+- ``kmervae cluster --method leiden``;
+- ``kmervae map --graph`` (openTSNE on the graph's neighbours), unless ``--skip-map``.
+
+and prints the clusters found against the generating groups (ARI), so a fast but wrong run
+shows. The graph's dimension matters only for ``knn``: ``--dim 32`` (default) keeps that
+step short; the clustering sees the same graph shape at any dimension.
+
+Targets (issue 9, 1 M contigs on a 2-core machine): MCL <= 10 min and Leiden <= 5 min, each
+<= 8 GB; a map of 1 M <= 30 min in <= 8 GB.
+
+Usage: ``python benchmarks/cluster_speed.py [--n 1000000] [--work DIR] [--skip-map]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from fresh_process import whole_process
+from index_speed import Space
+
+from kmervae.cores import cpu_name
+from kmervae.io.embeddings import EmbeddingsWriter
+
+
+def write_embeddings(path: Path, n: int, space: Space, seed: int) -> np.ndarray:
+    """The embeddings folder (lengths, GC); returns the generating group of every row."""
+    rng = np.random.default_rng(seed)
+    dim = space.centres.shape[1]
+    groups = []
+    gc_of = rng.uniform(0.25, 0.7, size=len(space.p)).astype(np.float32)
+    with EmbeddingsWriter(path, dim, columns=("lengths", "gc")) as writer:
+        for start in range(0, n, 100_000):
+            m = min(100_000, n - start)
+            c = rng.choice(len(space.p), size=m, p=space.p)
+            noise = rng.normal(size=(m, dim)).astype(np.float32)
+            x = space.centres[c] + noise * space.spread[c, None]
+            lengths = np.exp(rng.uniform(np.log(1000), np.log(100_000), size=m)).astype(np.int64)
+            gc = gc_of[c] + rng.normal(0, 0.005, m).astype(np.float32)
+            writer.append(x, lengths=lengths, gc=gc)
+            writer.append_ids([f"contig_{i}" for i in range(start, start + m)])
+            groups.append(c)
+        writer.close({"model": {"fingerprint": "benchmark-space", "path": None}})
+    return np.concatenate(groups)
+
+
+def timed(label: str, argv: list[str]) -> None:
+    seconds, rss_mib = whole_process([*argv, "-q"])
+    print(f"{label}\t{seconds:.1f} s\tpeak RSS {rss_mib / 1024:.2f} GiB", flush=True)
+
+
+def agreement(folder: Path, truth: np.ndarray) -> str:
+    import pandas as pd
+    from sklearn.metrics import adjusted_rand_score
+
+    frame = pd.read_csv(folder / "clusters.tsv", sep="\t")
+    rows = frame["contig_id"].str.removeprefix("contig_").astype(np.int64).to_numpy()
+    labels = np.full(len(truth), -1, np.int64)
+    labels[rows] = frame["cluster"].to_numpy()
+    summary = pd.read_csv(folder / "summary.tsv", sep="\t").iloc[0]
+    return (
+        f"{int(summary['clusters'])} clusters ({int(summary['singletons'])} singletons), "
+        f"ARI against the {len(np.unique(truth))} generating groups "
+        f"{adjusted_rand_score(truth, labels):.3f}, median GC spread "
+        f"{summary['median_gc_spread']} pp"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--clusters", type=int, default=2000)
+    parser.add_argument("--inflation", default="3")
+    parser.add_argument("--skip-map", action="store_true")
+    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="kmervae-cluster-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    threads = os.cpu_count() or 1
+    print(f"# {cpu_name()}, {threads} cores; n={args.n} dim={args.dim}", flush=True)
+    emb, store, graph = work / "emb", work / "store", work / "graph"
+    for path in (emb, store, graph):
+        shutil.rmtree(path, ignore_errors=True)
+    t0 = time.perf_counter()
+    truth = write_embeddings(emb, args.n, Space(args.dim, args.clusters, args.seed), args.seed)
+    print(f"wrote {args.n} embeddings in {time.perf_counter() - t0:.1f} s", flush=True)
+    whole_process(["index", "build", str(emb), "-o", str(store), "--backend", "faiss", "-q"])
+    timed(
+        "knn -k 50 --max-in-degree 100",
+        ["knn", str(store), "-k", "50", "--max-in-degree", "100", "-o", str(graph)],
+    )
+    for method, extra in (("mcl", ["-I", args.inflation]), ("leiden", [])):
+        out = work / f"clusters-{method}"
+        shutil.rmtree(out, ignore_errors=True)
+        argv = ["cluster", str(graph), "-o", str(out), "--method", method, *extra]
+        timed(f"cluster --method {method} {' '.join(extra)}".strip(), argv)
+        print(f"  {agreement(out, truth)}", flush=True)
+    if not args.skip_map:
+        out = work / "map"
+        shutil.rmtree(out, ignore_errors=True)
+        timed("map --graph (openTSNE)", ["map", str(emb), "--graph", str(graph), "-o", str(out)])
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
