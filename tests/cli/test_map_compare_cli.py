@@ -328,3 +328,20 @@ def test_compare_never_replaces_without_force(space, mapped, tmp_path, capsys):
     code = main([*argv, "--a", "A", "--b", "B", "-o", str(out)])
     _one_line_error(capsys, code, "compare", "already exists")
     assert list(out.iterdir()) == []
+
+
+def test_hdbscan_clusters_a_map(space, mapped, tmp_path):
+    # the map carries the contigs' lengths and GC into the cluster statistics
+    from sklearn.metrics import adjusted_rand_score
+
+    out = tmp_path / "hdb"
+    assert main(["cluster", str(mapped), "-o", str(out), "--method", "hdbscan", "-q"]) == 0
+    frame = pd.read_csv(out / "clusters.tsv", sep="\t")
+    rows = frame["contig_id"].str[1:].astype(int).to_numpy()
+    assert len(rows) > 0.8 * N
+    assert adjusted_rand_score(space["labels"][rows], frame["cluster"]) > 0.9
+    stats = pd.read_csv(out / "clusters.stats.tsv", sep="\t")
+    assert stats["total_bp"].sum() == space["lengths"][rows].sum()
+    assert (stats["gc_spread"] < 9).all()  # groups sit 10 pp apart
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["input"]["kind"] == "map"
