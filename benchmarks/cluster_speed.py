@@ -6,7 +6,9 @@ FAISS store and its k = 50 graph with the in-degree capped at 100, then times, e
 fresh process (peak RSS read by a small launcher with ``os.wait4``):
 
 - ``kmervae knn -k 50 --max-in-degree 100``;
-- ``kmervae cluster --method mcl -I 3`` (the real mcl program, all cores);
+- ``kmervae cluster --method mcl -I 3 --mcl-resource 100`` (the real mcl program, all
+  cores), and with mcl's default pruning scheme last (``--mcl-default``: much slower on
+  this dense graph);
 - ``kmervae cluster --method leiden``;
 - ``kmervae map --graph`` (openTSNE on the graph's neighbours), unless ``--skip-map``.
 
@@ -86,6 +88,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--clusters", type=int, default=2000)
     parser.add_argument("--inflation", default="3")
+    parser.add_argument("--mcl-resource", default="100")
+    parser.add_argument("--mcl-default", action="store_true", help="also mcl's own scheme")
     parser.add_argument("--skip-map", action="store_true")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
@@ -106,7 +110,8 @@ def main() -> None:
         "knn -k 50 --max-in-degree 100",
         ["knn", str(store), "-k", "50", "--max-in-degree", "100", "-o", str(graph)],
     )
-    for method, extra in (("mcl", ["-I", args.inflation]), ("leiden", [])):
+    runs = [("mcl", ["-I", args.inflation, "--mcl-resource", args.mcl_resource]), ("leiden", [])]
+    for method, extra in runs:
         out = work / f"clusters-{method}"
         shutil.rmtree(out, ignore_errors=True)
         argv = ["cluster", str(graph), "-o", str(out), "--method", method, *extra]
@@ -116,6 +121,14 @@ def main() -> None:
         out = work / "map"
         shutil.rmtree(out, ignore_errors=True)
         timed("map --graph (openTSNE)", ["map", str(emb), "--graph", str(graph), "-o", str(out)])
+    if args.mcl_default:
+        out = work / "clusters-mcl-default"
+        shutil.rmtree(out, ignore_errors=True)
+        timed(
+            f"cluster --method mcl -I {args.inflation} (mcl's default scheme)",
+            ["cluster", str(graph), "-o", str(out), "-I", args.inflation],
+        )
+        print(f"  {agreement(out, truth)}", flush=True)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -79,6 +79,12 @@ def test_mcl_recovers_the_groups_and_writes_every_file(data, tmp_path):
 def test_an_inflation_sweep_writes_one_clustering_each(data, tmp_path):
     *_, graph = data
     run_ok(["cluster", str(graph), "-o", str(tmp_path / "out"), "-I", "1.4,2.5"])
+    run_ok(
+        ["cluster", str(graph), "-o", str(tmp_path / "cheap"), "-I", "1.4", "--mcl-resource", "20"]
+    )
+    cheap = json.loads((tmp_path / "cheap" / "manifest.json").read_text())
+    assert cheap["request"]["mcl_resource"] == 20
+    assert cheap["clusterings"][0]["clusters"] >= 3
     out = tmp_path / "out"
     for name in ("mcl-I1.4", "mcl-I2.5"):
         assert (out / f"clusters.{name}.tsv").is_file()
@@ -236,6 +242,7 @@ def test_mcl_missing_is_one_line_with_the_install_hint(data, tmp_path, capsys, m
     ("options", "match"),
     [
         (["-I", "1"], "inflations must be above 1"),
+        (["--mcl-resource", "0"], "mcl resource must be at least 1"),
         (["--consensus"], "at least two clusterings"),
         (["--consensus-resolutions", "100"], "goes with --consensus"),
         (["--method", "leiden", "-r", "0"], "resolutions must be above 0"),

@@ -105,13 +105,19 @@ def read_mcl_clusters(path: Path, n_nodes: int) -> np.ndarray:
 
 
 def run_mcl(
-    matrix: Path, inflations: Sequence[float], n_nodes: int, *, threads: int = 1
+    matrix: Path,
+    inflations: Sequence[float],
+    n_nodes: int,
+    *,
+    threads: int = 1,
+    resource: int | None = None,
 ) -> list[np.ndarray]:
     """Cluster a loaded matrix (:func:`load_matrix`) at each inflation.
 
     Returns one int64 (n_nodes,) label array per inflation (codes from 0; every node is in a
     cluster, an isolated one alone). The mcl cluster files are left beside ``matrix`` as
-    ``NAME.I<inflation>``, for :mod:`kmervae.cluster.consensus`.
+    ``NAME.I<inflation>``, for :mod:`kmervae.cluster.consensus`. ``resource`` is mcl's
+    ``-resource`` (None: mcl's default pruning scheme).
     """
     out = []
     for inflation in inflations:
@@ -119,6 +125,8 @@ def run_mcl(
         target = cluster_file(matrix, inflation)
         command = [mcl_program("mcl"), str(matrix), "-I", f"{inflation:g}"]
         command += ["-te", str(max(1, threads)), "-o", str(target), "-V", "all"]
+        if resource is not None:
+            command += ["-resource", str(resource)]
         _run(command, f"mcl -I {inflation:g}")
         labels = read_mcl_clusters(target, n_nodes)
         log.info(

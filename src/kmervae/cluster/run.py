@@ -39,6 +39,9 @@ class ClusterRequest:
     inflations : MCL inflations (one clustering each, over one loaded matrix).
     resolutions : Leiden resolutions (one clustering each).
     leiden_iterations : Leiden passes (-1: until stable).
+    mcl_resource : mcl's ``-resource``: neighbours each node keeps during the computation
+        (None: mcl's own default scheme). Smaller is faster and coarser-grained in its
+        pruning.
     min_cluster_size, min_samples : HDBSCAN (None: scaled with N from the reference).
     consensus : RCL resolutions of a consensus over all the graph clusterings (empty: none).
     seed : Leiden's seed.
@@ -49,6 +52,7 @@ class ClusterRequest:
     inflations: tuple[float, ...] = (3.0,)
     resolutions: tuple[float, ...] = (1.0,)
     leiden_iterations: int = 2
+    mcl_resource: int | None = None
     min_cluster_size: int | None = None
     min_samples: int | None = None
     consensus: tuple[int, ...] = ()
@@ -74,6 +78,8 @@ class ClusterRequest:
             raise KmervaeError(
                 f"Leiden iterations must be -1 or at least 1, got {self.leiden_iterations}"
             )
+        if self.mcl_resource is not None and self.mcl_resource < 1:
+            raise KmervaeError(f"the mcl resource must be at least 1, got {self.mcl_resource}")
         if self.min_cluster_size is not None and self.min_cluster_size < 2:
             raise KmervaeError(
                 f"the minimum cluster size must be at least 2, got {self.min_cluster_size}"
@@ -148,7 +154,13 @@ def cluster_edges(
         matrix = load_matrix(edges, workdir / "graph.mcx")
     if "mcl" in request.methods:
         assert matrix is not None
-        found = run_mcl(matrix, request.inflations, edges.n_nodes, threads=threads)
+        found = run_mcl(
+            matrix,
+            request.inflations,
+            edges.n_nodes,
+            threads=threads,
+            resource=request.mcl_resource,
+        )
         for inflation, raw in zip(request.inflations, found, strict=True):
             out.append(_finish(f"mcl-I{inflation:g}", "mcl", inflation, raw, edges.nodes))
             files.append(cluster_file(matrix, inflation))
