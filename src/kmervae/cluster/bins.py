@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from kmervae.errors import InputError
-from kmervae.io.fasta import file_stem, read_fasta_records, write_wrapped
+from kmervae.io.fasta import file_stem, read_fasta_records
 
 log = logging.getLogger(__name__)
 
 #: sequence bytes held in memory before the buffered bins are appended to their files
 FLUSH_BYTES = 64 << 20
-LINE_WIDTH = 80
 
 
 def bin_clusters(labels: np.ndarray, lengths: np.ndarray, min_bin_size: int) -> np.ndarray:
@@ -36,7 +35,8 @@ def write_bins(
 ) -> dict[str, int]:
     """Write ``directory/<cluster>.fna`` for every cluster of at least ``min_bin_size`` bp.
 
-    The FASTA files are read once, in order; a record goes to the bin of its id. Ids are
+    The FASTA files are read once, in order; a record goes to the bin of its id, its
+    sequence on one line (as ``seqkit seq -w 0`` writes it). Ids are
     matched as they are or, when a file's ids appear only with the file's stem in front
     (``profile --prefix-ids``: ``STEM_ID``), with that prefix. Memory: the id table and at
     most :data:`FLUSH_BYTES` of buffered sequence.
@@ -80,7 +80,8 @@ def write_bins(
             if key in found:
                 raise InputError(f"{path}: contig {key!r} appears twice in the FASTA input")
             found.add(key)
-            record = _record(key if prefix is not None else header, seq)
+            name = key if prefix is not None else header
+            record = b">" + name.encode() + b"\n" + seq + b"\n"
             buffers.setdefault(cluster, []).append(record)
             held += len(record)
             written += 1
@@ -102,12 +103,3 @@ def write_bins(
         time.perf_counter() - started,
     )
     return {"bins": len(chosen), "contigs": written, "min_bin_size": min_bin_size}
-
-
-def _record(header: str, seq: bytes) -> bytes:
-    import io
-
-    out = io.BytesIO()
-    out.write(b">" + header.encode() + b"\n")
-    write_wrapped(out, seq, LINE_WIDTH)
-    return out.getvalue()

@@ -28,7 +28,8 @@ import numpy as np
 
 from kmervae._version import __version__
 from kmervae.errors import InputError
-from kmervae.io.dataset import _load_npy, count_lines, iter_id_blocks
+from kmervae.io.dataset import count_lines, iter_id_blocks
+from kmervae.io.npy import load_npy
 
 FORMAT_NAME = "kmervae-knn-graph"
 SCHEMA_VERSION = 1
@@ -74,8 +75,8 @@ class KnnGraph:
         self.manifest: dict[str, Any] = manifest
         self.n_rows = int(manifest["n_rows"])
         self.k = int(manifest["k"])
-        self._indices = _load_npy(self.path / "indices.npy", name)
-        self._distances = _load_npy(self.path / "distances.npy", name)
+        self._indices = load_npy(self.path / "indices.npy", name)
+        self._distances = load_npy(self.path / "distances.npy", name)
         shape = (self.n_rows, self.k)
         if self._indices.shape != shape or self._indices.dtype not in (np.int32, np.int64):
             raise InputError(f"{name}: indices.npy is {self._indices.shape} {self._indices.dtype}")

@@ -31,7 +31,7 @@ from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
 from kmervae.io.manifest import read_json_manifest
-from kmervae.io.npy import NpyStreamWriter
+from kmervae.io.npy import NpyStreamWriter, load_npy
 from kmervae.kmers.layout import FEATURE_LAYOUT, FeatureLayout
 
 FORMAT_NAME = "kmervae-profiles"
@@ -46,15 +46,6 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return read_json_manifest(
         path / "manifest.json", FORMAT_NAME, SCHEMA_VERSION, "profile dataset"
     )
-
-
-def _load_npy(path: Path, name: str) -> np.ndarray:
-    if not path.exists():
-        raise InputError(f"{name}: missing {path.name}")
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path}: not a readable .npy file ({exc})") from None
 
 
 def _open_text(path: Path) -> BinaryIO:
@@ -129,7 +120,7 @@ class ProfileDataset:
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(f"{path}/manifest.json: bad layout or row count ({exc})") from None
         name = str(path)
-        self._features = _load_npy(path / "features.npy", name)
+        self._features = load_npy(path / "features.npy", name)
         self._data_file, self._skip_columns = path / "features.npy", 0
         if self._features.dtype.name not in FEATURE_DTYPES:
             raise InputError(
@@ -148,7 +139,7 @@ class ProfileDataset:
             ("gc", np.float32),
             ("sources", np.int32),
         ):
-            arr = _load_npy(path / f"{column}.npy", name)
+            arr = load_npy(path / f"{column}.npy", name)
             if arr.shape != (self.n_rows,) or arr.dtype != dtype:
                 raise InputError(
                     f"{name}: {column}.npy has shape {arr.shape} and dtype "
@@ -165,7 +156,7 @@ class ProfileDataset:
             raise InputError(f"{path}: no such dataset (neither a folder nor a legacy .npy)")
         self.kind = "legacy"
         self.path = npy
-        matrix = _load_npy(npy, str(npy))
+        matrix = load_npy(npy, str(npy))
         if matrix.ndim != 2 or matrix.dtype != np.float32:
             raise InputError(
                 f"{npy}: legacy profiles must be a 2-D float32 array, got "

@@ -31,9 +31,9 @@ import numpy as np
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
-from kmervae.io.dataset import _load_npy, count_lines, iter_id_blocks, verify_ids_file
+from kmervae.io.dataset import count_lines, iter_id_blocks, verify_ids_file
 from kmervae.io.manifest import read_json_manifest
-from kmervae.io.npy import NpyStreamWriter
+from kmervae.io.npy import NpyStreamWriter, load_column
 
 FORMAT_NAME = "kmervae-embeddings"
 SCHEMA_VERSION = 1
@@ -205,13 +205,7 @@ class Embeddings:
             raise InputError(f"{self.ids_path}: {n_ids} ids for {self.n_rows} embedding rows")
 
     def _array(self, column: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-        arr = _load_npy(self.path / f"{column}.npy", str(self.path))
-        if arr.shape != shape or arr.dtype != dtype:
-            raise InputError(
-                f"{self.path}: {column}.npy has shape {arr.shape} and dtype {arr.dtype}, "
-                f"expected {shape} {np.dtype(dtype)}"
-            )
-        return arr
+        return load_column(self.path, column, dtype, shape)
 
     @property
     def mu(self) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""Streaming writer of standard ``.npy`` files whose row count is known only at the end.
+"""``.npy`` files: a streaming writer whose row count is known only at the end, and the
+checked memory-mapped readers every folder format uses.
 
-The header is reserved at a fixed size and rewritten on close, so rows go straight to disk
-and memory stays flat; the result is an ordinary ``.npy`` that ``np.load(mmap_mode="r")``
-reads.
+The writer reserves the header at a fixed size and rewrites it on close, so rows go straight
+to disk and memory stays flat; the result is an ordinary ``.npy`` that
+``np.load(mmap_mode="r")`` reads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from kmervae.errors import InputError
 
 _HEADER_BYTES = 128  # total header size, a multiple of 64 as the format recommends
 
@@ -68,3 +71,24 @@ class NpyStreamWriter:
             self._fh.close()
             self._fh = None
         self.path.unlink(missing_ok=True)
+
+
+def load_npy(path: Path, name: str) -> np.ndarray:
+    """Memory-map ``path`` (read only); ``name`` (the folder) is named when it is missing."""
+    if not path.exists():
+        raise InputError(f"{name}: missing {path.name}")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+
+
+def load_column(folder: Path, column: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    """Memory-map ``folder/column.npy`` and check its shape and dtype (one-line errors)."""
+    arr = load_npy(folder / f"{column}.npy", str(folder))
+    if arr.shape != shape or arr.dtype != dtype:
+        raise InputError(
+            f"{folder}: {column}.npy has shape {arr.shape} and dtype {arr.dtype}, "
+            f"expected {shape} {np.dtype(dtype)}"
+        )
+    return arr

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.dataset import _load_npy, count_lines, iter_id_blocks
+from kmervae.io.dataset import count_lines, iter_id_blocks
 from kmervae.io.manifest import read_json_manifest
+from kmervae.io.npy import load_column
 
 log = logging.getLogger(__name__)
 
@@ -563,13 +564,7 @@ class MapData:
             raise InputError(f"{self.ids_path}: {n_ids} ids for {self.n_rows} map rows")
 
     def _array(self, column: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-        arr = _load_npy(self.path / f"{column}.npy", str(self.path))
-        if arr.shape != shape or arr.dtype != dtype:
-            raise InputError(
-                f"{self.path}: {column}.npy has shape {arr.shape} and dtype {arr.dtype}, "
-                f"expected {shape} {np.dtype(dtype)}"
-            )
-        return arr
+        return load_column(self.path, column, dtype, shape)
 
     @property
     def method(self) -> str:
