@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import zstandard
 from conftest import random_fasta
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kmervae.errors import InputError
 from kmervae.io.fasta import SegmentReader, read_fasta_records
@@ -119,3 +121,63 @@ def test_read_fasta_records(tmp_path):
     got = list(read_fasta_records(path))
     assert [(i, s.decode()) for i, _, s in got] == list(records.items())
     assert got[0][1].startswith("contig_0 len=")
+
+
+def naive_records(text: bytes) -> list[tuple[str, str, bytes]]:
+    """The naive twin of read_fasta_records: the whole text split into lines."""
+    out, header, parts = [], None, []
+    for line in text.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line.startswith(b">"):
+            if header is not None:
+                out.append((header, b"".join(parts)))
+            header, parts = line[1:].decode(errors="replace").strip(), []
+        elif header is not None:
+            parts.append(line.strip())
+    if header is not None:
+        out.append((header, b"".join(parts)))
+    return [(h.split()[0], h, s) for h, s in out]
+
+
+_record_strategy = st.tuples(
+    st.text("abcXYZ019_.|", min_size=1, max_size=12),
+    st.sampled_from(["", " desc", "\tlen=5 x", " ", "  two  words "]),
+    st.text("ACGTNacgtn", max_size=300),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(_record_strategy, min_size=1, max_size=8),
+    st.integers(1, 90),
+    st.sampled_from([b"\n", b"\r\n"]),
+    st.booleans(),
+    st.booleans(),
+    st.integers(1, 64),
+)
+def test_records_match_the_naive_reader(
+    tmp_path_factory, records, width, newline, blank_lines, padded, block_size
+):
+    chunks = [b"\n\n" if blank_lines else b""]
+    for ident, desc, seq in records:
+        chunks.append(b">" + (ident + desc).encode() + newline)
+        for j in range(0, len(seq), width):
+            line = seq[j : j + width].encode()
+            chunks.append((b" " + line + b"\t" if padded and j == 0 else line) + newline)
+        if blank_lines:
+            chunks.append(newline)
+    text = b"".join(chunks)
+    path = tmp_path_factory.mktemp("fa") / "x.fa"
+    path.write_bytes(text)
+    assert list(read_fasta_records(path, block_size=block_size)) == naive_records(text)
+
+
+def test_text_before_the_first_header_and_an_empty_file(tmp_path):
+    (tmp_path / "a.fa").write_bytes(b"\n\n>a\nACGT\n")
+    assert list(read_fasta_records(tmp_path / "a.fa", block_size=1)) == [("a", "a", b"ACGT")]
+    (tmp_path / "b.fa").write_bytes(b"\n   \n")
+    with pytest.raises(InputError, match="no FASTA records"):
+        list(read_fasta_records(tmp_path / "b.fa"))
+    (tmp_path / "c.fa").write_bytes(b"\n" * 5000 + b"ACGT\n>a\nAC\n")
+    with pytest.raises(InputError, match="sequence text before the first"):
+        list(read_fasta_records(tmp_path / "c.fa", block_size=4096))
