@@ -15,6 +15,7 @@ from kmervae.errors import InputError
 from kmervae.index.graph import FORMAT_NAME as GRAPH_FORMAT
 from kmervae.index.graph import KnnGraph, open_knn_graph
 from kmervae.io.embeddings import FORMAT_NAME as EMBEDDINGS_FORMAT
+from kmervae.provenance import file_sha256
 
 MAP_FORMAT = "kmervae-map"
 KINDS = {GRAPH_FORMAT: "graph", MAP_FORMAT: "map", EMBEDDINGS_FORMAT: "embeddings"}
@@ -86,6 +87,12 @@ def open_cluster_input(path: str | Path, store_path: str | Path | None = None) -
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     kind = input_kind(path)
+    found = _open_input(path, kind, store_path)
+    found.source["manifest_sha256"] = file_sha256(path / "manifest.json")
+    return found
+
+
+def _open_input(path: Path, kind: str, store_path: str | Path | None) -> ClusterInput:
     if kind == "graph":
         return _graph_input(path, store_path)
     if store_path is not None:

@@ -247,6 +247,9 @@ def cluster_to_folder(
                 )
             )
             bins["clustering"] = clusterings[0].name
+            bins["fasta"] = [
+                {"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size} for f in fasta
+            ]
             bins["path"] = str(Path(bins_dir).resolve()) if bins_dir else None
         entries = write_cluster_folder(folder.tmp, data, clusterings, fmt=fmt)
         write_manifest(
