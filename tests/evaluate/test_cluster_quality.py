@@ -319,6 +319,17 @@ def test_summaries_of_nothing_and_no_gc():
     assert math.isnan(spread["by_bp"]["mean"])
 
 
+def test_the_three_largest_clusters_are_named_with_their_spread():
+    spread = spread_summary(
+        np.array([1.0, 7.0, 2.5, 0.0, 4.0]), np.array([4, 9, 4, 1, 6]), np.arange(5) * 100
+    )
+    assert spread["largest_clusters"] == [
+        {"size": 9, "spread": 7.0},
+        {"size": 6, "spread": 4.0},
+        {"size": 4, "spread": 1.0},
+    ]
+
+
 # -- run_clusters ------------------------------------------------------------------------
 
 N_GENOMES, PER_GENOME = 4, 15

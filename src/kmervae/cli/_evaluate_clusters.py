@@ -146,6 +146,12 @@ def format_clusters(result: dict[str, Any]) -> str:
             f"{_pct(g['by_members']['share_within'])} | {_pct(g['by_bp']['share_within'])} |"
         )
     lines.append("GC spread over clusters of 2 or more contigs (a singleton's spread is 0).")
+    for row in ok:
+        top = ", ".join(
+            f"{fmt(c['spread'], 1)} pp ({c['size']} contigs)"
+            for c in row["gc_spread"]["largest_clusters"]
+        )
+        lines.append(f"{row['name']}: GC spread of the three largest clusters: {top}")
     if result.get("ranks"):
         by = next(iter(ok[0]["labels"].values()))["recovered"]["by"] if ok else "bp"
         head = "| clustering | rank | purity | weighted | pure | completeness | weighted "

@@ -114,7 +114,8 @@ def spread_summary(
     ``clusters`` (scored), ``singletons``, ``no_gc``, ``median``, ``mean``,
     ``share_within`` and ``quantiles`` over clusters; ``by_members`` and ``by_bp``: the
     same median (lower weighted median), mean and share with each cluster weighted by its
-    members or its bp. NaN where no cluster is scored.
+    members or its bp. NaN where no cluster is scored. ``largest_clusters``: size and
+    spread of the three largest clusters (the research's first check of a clustering).
     """
     spread = np.asarray(spread, np.float64)
     size = np.asarray(size, np.int64)
@@ -141,6 +142,10 @@ def spread_summary(
             "mean": float((s * w).sum() / total) if total > 0 else nan,
             "share_within": float(w[s <= within].sum() / total) if total > 0 else nan,
         }
+    largest = np.argsort(-size, kind="stable")[:3]
+    out["largest_clusters"] = [
+        {"size": int(size[i]), "spread": float(spread[i])} for i in largest.tolist()
+    ]
     return out
 
 
