@@ -3,7 +3,8 @@
 Writes ``--n`` clustered vectors (the clustered space of ``index_speed.py``: ``--clusters``
 Gaussian groups of unequal sizes and spreads, lengths log-uniform in 1-100 kbp), builds a
 FAISS store and its k = 50 graph with the in-degree capped at 100, then times, each in a
-fresh process (peak RSS read by a small launcher with ``os.wait4``):
+fresh process (peak RSS of the largest process read by a small launcher with ``os.wait4``;
+the summed RSS of kmervae and the mcl programs it runs, sampled with psutil):
 
 - ``kmervae knn -k 50 --max-in-degree 100``;
 - ``kmervae cluster --method mcl -I 3 --mcl-resource 100`` (the real mcl program, all
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fresh_process import whole_process
+from fresh_process import whole_process, whole_process_tree
 from index_speed import Space
 
 from kmervae.cores import cpu_name
@@ -61,8 +62,12 @@ def write_embeddings(path: Path, n: int, space: Space, seed: int) -> np.ndarray:
 
 
 def timed(label: str, argv: list[str]) -> None:
-    seconds, rss_mib = whole_process([*argv, "-q"])
-    print(f"{label}\t{seconds:.1f} s\tpeak RSS {rss_mib / 1024:.2f} GiB", flush=True)
+    seconds, largest, tree = whole_process_tree([*argv, "-q"])
+    print(
+        f"{label}\t{seconds:.1f} s\tpeak RSS {largest / 1024:.2f} GiB (largest process), "
+        f"{tree / 1024:.2f} GiB (kmervae and the programs it runs, together)",
+        flush=True,
+    )
 
 
 def agreement(folder: Path, truth: np.ndarray) -> str:
@@ -91,6 +96,10 @@ def main() -> None:
     parser.add_argument("--mcl-resource", default="100")
     parser.add_argument("--mcl-default", action="store_true", help="also mcl's own scheme")
     parser.add_argument("--skip-map", action="store_true")
+    parser.add_argument("--methods", default="mcl,leiden", help="which of mcl, leiden to time")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the embeddings, store and graph in --work"
+    )
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -100,18 +109,27 @@ def main() -> None:
     threads = os.cpu_count() or 1
     print(f"# {cpu_name()}, {threads} cores; n={args.n} dim={args.dim}", flush=True)
     emb, store, graph = work / "emb", work / "store", work / "graph"
-    for path in (emb, store, graph):
-        shutil.rmtree(path, ignore_errors=True)
-    t0 = time.perf_counter()
-    truth = write_embeddings(emb, args.n, Space(args.dim, args.clusters, args.seed), args.seed)
-    print(f"wrote {args.n} embeddings in {time.perf_counter() - t0:.1f} s", flush=True)
-    whole_process(["index", "build", str(emb), "-o", str(store), "--backend", "faiss", "-q"])
-    timed(
-        "knn -k 50 --max-in-degree 100",
-        ["knn", str(store), "-k", "50", "--max-in-degree", "100", "-o", str(graph)],
-    )
+    marker = work / f"graph-{args.n}-{args.dim}-{args.clusters}-{args.seed}.done"
+    if args.reuse and marker.exists():
+        truth = np.load(work / "truth.npy")
+        print("reusing the embeddings, store and graph in", work, flush=True)
+    else:
+        for path in (emb, store, graph, marker):
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(True)
+        t0 = time.perf_counter()
+        space = Space(args.dim, args.clusters, args.seed)
+        truth = write_embeddings(emb, args.n, space, args.seed)
+        np.save(work / "truth.npy", truth)
+        print(f"wrote {args.n} embeddings in {time.perf_counter() - t0:.1f} s", flush=True)
+        whole_process(["index", "build", str(emb), "-o", str(store), "--backend", "faiss", "-q"])
+        timed(
+            "knn -k 50 --max-in-degree 100",
+            ["knn", str(store), "-k", "50", "--max-in-degree", "100", "-o", str(graph)],
+        )
+        marker.touch()
     runs = [("mcl", ["-I", args.inflation, "--mcl-resource", args.mcl_resource]), ("leiden", [])]
-    for method, extra in runs:
+    chosen = args.methods.split(",")
+    for method, extra in [r for r in runs if r[0] in chosen]:
         out = work / f"clusters-{method}"
         shutil.rmtree(out, ignore_errors=True)
         argv = ["cluster", str(graph), "-o", str(out), "--method", method, *extra]

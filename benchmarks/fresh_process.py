@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 
 _LAUNCHER = """
 import json, os, sys, time
@@ -37,3 +39,37 @@ def whole_process(args: list[str]) -> tuple[float, float]:
     if code != 0:
         raise SystemExit(f"kmervae {' '.join(args)} failed:\n{result.stderr}")
     return seconds, rss_kib / 1024  # Linux reports KiB
+
+
+def whole_process_tree(args: list[str], every: float = 0.2) -> tuple[float, float, float]:
+    """As :func:`whole_process`, plus the peak of the summed RSS of kmervae and every
+    program it starts (mcl, say), sampled every ``every`` seconds with psutil: (wall
+    seconds, peak RSS of the largest process, peak RSS of the whole tree), both in MiB."""
+    import psutil
+
+    peak = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        me = psutil.Process()
+        while not done.is_set():
+            total = 0
+            for proc in me.children(recursive=True):
+                try:
+                    if proc.cmdline()[1:3] == ["-c", _LAUNCHER]:
+                        continue  # the launcher itself
+                    total += proc.memory_info().rss
+                except (psutil.Error, IndexError):
+                    pass
+            peak = max(peak, total / 2**20)
+            time.sleep(every)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        seconds, largest = whole_process(args)
+    finally:
+        done.set()
+        watcher.join()
+    return seconds, largest, peak
