@@ -120,7 +120,12 @@ def test_consensus_of_mcl_and_leiden_through_rcl(data, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "options", [["--weight", "snn", "--snn-k", "10"], ["--symmetrise", "mutual", "--delta", "0.5"]]
+    "options",
+    [
+        ["--weight", "snn", "--snn-k", "10"],
+        ["--symmetrise", "mutual", "--delta", "0.5"],
+        ["--neighbours", "8"],
+    ],
 )
 def test_graph_variants_cluster_too(data, tmp_path, options):
     *_, truth, _, _, _, graph = data

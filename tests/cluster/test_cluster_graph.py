@@ -27,6 +27,8 @@ def random_knn(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def naive_edges(idx, dist, opts: GraphOptions, lengths) -> dict[tuple[int, int], float]:
+    if opts.neighbours is not None:
+        idx, dist = idx[:, : opts.neighbours], dist[:, : opts.neighbours]
     n, k = idx.shape
     keep = [opts.min_length == 0 or lengths[i] >= opts.min_length for i in range(n)]
     directed = {}
@@ -74,6 +76,8 @@ OPTIONS = [
     GraphOptions(min_length=2000, max_in_degree=5),
     GraphOptions(weight="snn", snn_k=5, max_in_degree=None),
     GraphOptions(weight="snn", snn_k=8, symmetrise="mutual", min_length=1500),
+    GraphOptions(neighbours=3, max_in_degree=2),
+    GraphOptions(neighbours=4, weight="snn", snn_k=6),
 ]
 
 
@@ -114,6 +118,7 @@ def test_the_input_arrays_are_not_changed():
         {"delta": 0},
         {"snn_k": 0},
         {"min_length": -1},
+        {"neighbours": 0},
     ],
 )
 def test_options_are_checked(kwargs):

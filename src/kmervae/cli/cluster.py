@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     graph = parser.add_argument_group("the clustering graph (mcl, leiden)")
     graph.add_argument(
+        "--neighbours",
+        type=int,
+        metavar="K",
+        help="use each contig's first K neighbours of the graph (default: all k); sparser "
+        "graphs are much cheaper for MCL",
+    )
+    graph.add_argument(
         "--max-distance", type=float, metavar="D", help="drop edges longer than D (default: none)"
     )
     graph.add_argument(
@@ -189,6 +196,7 @@ def request_from_args(args: argparse.Namespace) -> ClusterRequest:
     if args.consensus_resolutions and not args.consensus:
         raise KmervaeError("--consensus-resolutions goes with --consensus")
     graph = GraphOptions(
+        neighbours=args.neighbours,
         max_distance=args.max_distance,
         max_in_degree=args.max_in_degree or None,
         weight=args.weight,

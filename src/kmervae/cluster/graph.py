@@ -31,6 +31,8 @@ class GraphOptions:
 
     Attributes
     ----------
+    neighbours : use only the first this many neighbours of each contig's list (None: all
+        k of the graph); a sparser graph, cheaper for MCL.
     max_distance : drop edges longer than this (None: keep all).
     max_in_degree : keep at most this many in-edges per contig, the nearest (None: no cap).
     weight : ``inverse`` (1 / (d + delta)) or ``snn`` (Jaccard index of neighbour sets).
@@ -40,6 +42,7 @@ class GraphOptions:
     min_length : contigs shorter than this are left out of the graph (and unclustered).
     """
 
+    neighbours: int | None = None
     max_distance: float | None = None
     max_in_degree: int | None = 100
     weight: str = "inverse"
@@ -55,6 +58,8 @@ class GraphOptions:
             raise KmervaeError(
                 f"unknown symmetrisation {self.symmetrise!r} (use {' or '.join(SYMMETRISE)})"
             )
+        if self.neighbours is not None and self.neighbours < 1:
+            raise KmervaeError(f"neighbours must be at least 1, got {self.neighbours}")
         if self.max_distance is not None and not self.max_distance > 0:
             raise KmervaeError(f"the maximum distance must be above 0, got {self.max_distance}")
         if self.max_in_degree is not None and self.max_in_degree < 1:
@@ -107,8 +112,9 @@ def prune_knn(
     edge is gone), ``nodes`` the bool mask of contigs kept by ``min_length``.
     """
     n = indices.shape[0]
-    idx = np.array(indices)
-    dist = np.array(distances, dtype=np.float32)
+    used = indices.shape[1] if options.neighbours is None else options.neighbours
+    idx = np.array(indices[:, :used])
+    dist = np.array(distances[:, :used], dtype=np.float32)
     nodes = np.ones(n, bool)
     if options.min_length > 0:
         if lengths is None:
@@ -154,7 +160,7 @@ def build_edges(
     if options.weight == "inverse":
         weight = (1.0 / (dist[rows, cols].astype(np.float64) + options.delta)).astype(np.float32)
     else:
-        m = min(options.snn_k, indices.shape[1])
+        m = min(options.snn_k, idx.shape[1])
         sets = np.empty((n, m + 1), dtype=idx.dtype)
         sets[:, 0] = np.arange(n, dtype=idx.dtype)
         sets[:, 1:] = np.asarray(indices[:, :m])
