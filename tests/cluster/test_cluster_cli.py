@@ -95,13 +95,17 @@ def test_an_inflation_sweep_writes_one_clustering_each(data, tmp_path):
     assert summary["clusters"].iloc[1] >= summary["clusters"].iloc[0]
 
 
-def test_leiden_is_reproducible_and_recovers_the_groups(data, tmp_path):
+@pytest.mark.parametrize("implementation", ["igraph", "leidenalg"])
+def test_leiden_is_reproducible_and_recovers_the_groups(data, tmp_path, implementation):
     *_, truth, _, _, _, graph = data
     for name in ("a", "b"):
-        run_ok(["cluster", str(graph), "-o", str(tmp_path / name), "--method", "leiden"])
+        argv = ["cluster", str(graph), "-o", str(tmp_path / name), "--method", "leiden"]
+        run_ok([*argv, "--leiden-implementation", implementation, "--seed", "7"])
     a = (tmp_path / "a" / "clusters.tsv").read_bytes()
     assert a == (tmp_path / "b" / "clusters.tsv").read_bytes()
     assert adjusted_rand_score(truth, labels_of(tmp_path / "a" / "clusters.tsv", 1200)) > 0.95
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["request"]["leiden_implementation"] == implementation
 
 
 @needs_mcl

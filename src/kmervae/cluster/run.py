@@ -39,6 +39,8 @@ class ClusterRequest:
     inflations : MCL inflations (one clustering each, over one loaded matrix).
     resolutions : Leiden resolutions (one clustering each).
     leiden_iterations : Leiden passes (-1: until stable).
+    leiden_implementation : ``igraph`` (its own C implementation, the default) or
+        ``leidenalg``.
     mcl_resource : mcl's ``-resource``: neighbours each node keeps during the computation
         (None: mcl's own default scheme). Smaller is faster and coarser-grained in its
         pruning.
@@ -52,6 +54,7 @@ class ClusterRequest:
     inflations: tuple[float, ...] = (3.0,)
     resolutions: tuple[float, ...] = (1.0,)
     leiden_iterations: int = 2
+    leiden_implementation: str = "igraph"
     mcl_resource: int | None = None
     min_cluster_size: int | None = None
     min_samples: int | None = None
@@ -77,6 +80,11 @@ class ClusterRequest:
         if self.leiden_iterations == 0 or self.leiden_iterations < -1:
             raise KmervaeError(
                 f"Leiden iterations must be -1 or at least 1, got {self.leiden_iterations}"
+            )
+        if self.leiden_implementation not in ("igraph", "leidenalg"):
+            raise KmervaeError(
+                f"unknown Leiden implementation {self.leiden_implementation!r} (use igraph or "
+                "leidenalg)"
             )
         if self.mcl_resource is not None and self.mcl_resource < 1:
             raise KmervaeError(f"the mcl resource must be at least 1, got {self.mcl_resource}")
@@ -166,7 +174,11 @@ def cluster_edges(
             files.append(cluster_file(matrix, inflation))
     if "leiden" in request.methods:
         found = run_leiden(
-            edges, request.resolutions, seed=request.seed, iterations=request.leiden_iterations
+            edges,
+            request.resolutions,
+            seed=request.seed,
+            iterations=request.leiden_iterations,
+            implementation=request.leiden_implementation,
         )
         for resolution, raw in zip(request.resolutions, found, strict=True):
             out.append(_finish(f"leiden-r{resolution:g}", "leiden", resolution, raw, edges.nodes))
