@@ -69,12 +69,15 @@ def input_kind(path: Path) -> str:
     return KINDS[fmt]
 
 
-def store_ids_sha256(store: Any) -> str:
-    """SHA-256 of a store's ids as ``kmervae knn`` writes them (one per line)."""
+def store_ids(store: Any) -> tuple[list[str], str]:
+    """A store's ids in row order, and their SHA-256 as ``kmervae knn`` writes them (one per
+    line), in one pass."""
     digest = hashlib.sha256()
+    ids: list[str] = []
     for block in store.iter_ids():
         digest.update(("\n".join(block) + "\n").encode())
-    return digest.hexdigest()
+        ids.extend(block)
+    return ids, digest.hexdigest()
 
 
 def open_cluster_input(path: str | Path, store_path: str | Path | None = None) -> ClusterInput:
@@ -158,12 +161,12 @@ def _graph_input(path: Path, store_path: str | Path | None) -> ClusterInput:
             f"{path}: the graph was built from embeddings of another model than the store "
             f"{where} holds: the graph does not belong to this store"
         )
-    if recorded.get("ids_sha256") and recorded["ids_sha256"] != store_ids_sha256(store):
+    ids, checksum = store_ids(store)
+    if recorded.get("ids_sha256") and recorded["ids_sha256"] != checksum:
         raise InputError(
             f"{path}: the store {where} holds other contig ids (ids checksum differs): the "
             "graph does not belong to this store"
         )
-    ids = graph.ids()
     lengths = np.empty(len(store), np.int64)
     gc = np.full(len(store), np.nan, np.float32)
     columns = ["length"] + (["gc"] if "gc" in store.columns else [])

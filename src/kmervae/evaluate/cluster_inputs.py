@@ -120,7 +120,7 @@ _Block = tuple[int, list[str], np.ndarray, np.ndarray]
 def _store_blocks(store: Any, expected: dict[str, Any] | None) -> Iterator[_Block]:
     """(first row, ids, lengths, gc) blocks of an index store; with ``expected`` (a cluster
     folder's ``store`` record) the rows and ids checksum must match it first."""
-    from kmervae.cluster.inputs import store_ids_sha256
+    from kmervae.cluster.inputs import store_ids
 
     if expected and expected.get("n_rows") not in (None, store.n_committed):
         raise InputError(
@@ -128,7 +128,7 @@ def _store_blocks(store: Any, expected: dict[str, Any] | None) -> Iterator[_Bloc
             f"of {expected['n_rows']} rows; give the store it was made from (--store)"
         )
     want = (expected or {}).get("ids_sha256")
-    if want and store_ids_sha256(store) != want:
+    if want and store_ids(store)[1] != want:
         raise InputError(
             f"{store.path}: its ids differ from those of the store the clustering was made "
             "from (ids checksum); give the store it was made from (--store)"

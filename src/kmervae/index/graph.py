@@ -18,7 +18,6 @@ Read it with :func:`open_knn_graph` (memory-mapped).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from kmervae._version import __version__
 from kmervae.errors import InputError
 from kmervae.io.dataset import count_lines, iter_id_blocks
 from kmervae.io.npy import load_npy
+from kmervae.provenance import file_sha256
 
 FORMAT_NAME = "kmervae-knn-graph"
 SCHEMA_VERSION = 1
@@ -42,11 +42,8 @@ def index_dtype(n_rows: int) -> np.dtype:
 
 
 def ids_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while data := fh.read(16 << 20):
-            digest.update(data)
-    return digest.hexdigest()
+    """SHA-256 of an ids file (the graph's ``ids.txt``)."""
+    return file_sha256(path)
 
 
 class KnnGraph:
