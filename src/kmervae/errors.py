@@ -7,3 +7,7 @@ class KmervaeError(Exception):
 
 class InputError(KmervaeError):
     """Malformed or inconsistent input data; the message names the file and record."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``timeout`` send) arrived: unwind and clean up like Ctrl-C."""

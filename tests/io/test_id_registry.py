@@ -23,7 +23,7 @@ class _Writer:
 
 
 def _register(tmp_path, batches, buffer_rows=4):
-    registry = IdRegistry(tmp_path, buffer_rows=buffer_rows)
+    registry = IdRegistry(tmp_path / "ids", buffer_rows=buffer_rows)
     row, all_ids = 0, []
     for source, ids in batches:
         registry.add(ids, row, source)
@@ -66,7 +66,7 @@ def test_registry_reads_a_real_writer(tmp_path):
 
     writer = DatasetWriter(tmp_path / "d")
     src = writer.add_source({"name": "x.fa"})
-    registry = IdRegistry(tmp_path)
+    registry = IdRegistry(tmp_path / "ids")
     for ids in (["a", "b"], ["c", "a"]):
         registry.add(ids, writer.n_rows, src)
         writer.append(np.zeros((2, 2772), np.float32), np.zeros(2, np.int64), ids)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+from types import FrameType
 
 from kmervae._version import __version__
 from kmervae.cli import (
@@ -24,7 +27,7 @@ from kmervae.cli import (
     train,
 )
 from kmervae.cli._common import setup_console_logging
-from kmervae.errors import KmervaeError
+from kmervae.errors import KmervaeError, Terminated
 
 SUBCOMMANDS = (
     profile,
@@ -56,12 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 success, 1 error, 2 usage)."""
+    """Run the command line; returns the exit status (0 success, 1 error, 2 usage, 130 after
+    Ctrl-C, 143 after SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_console_logging(args.verbose - args.quiet)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    previous = None
+    # SIGTERM unwinds like Ctrl-C: temporary outputs are removed on the way out (ValueError:
+    # main() was called from a thread other than the main one)
+    with contextlib.suppress(ValueError):
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.run(args))
     except KmervaeError as exc:
@@ -70,8 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # disk full, permissions, a vanished file
         print(f"kmervae {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"kmervae {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"kmervae {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         logging.shutdown()

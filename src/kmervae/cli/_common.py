@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -30,24 +31,92 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--force", action="store_true", help="replace outputs that exist")
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    """argparse type for comma-separated integers such as ``5,4,3,2,1``."""
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+class Bounded:
+    """argparse type for a number with a range, checked when the command line is read.
+
+    ``Bounded(int, 1)`` takes integers >= 1; ``Bounded(float, 0, 1, high_open=True)`` takes
+    numbers in [0, 1). An out-of-range value ends the command with one usage line naming the
+    option, before anything is loaded or written.
+    """
+
+    def __init__(
+        self,
+        kind: type = int,
+        low: float | None = None,
+        high: float | None = None,
+        *,
+        low_open: bool = False,
+        high_open: bool = False,
+    ):
+        self.kind, self.low, self.high = kind, low, high
+        self.low_open, self.high_open = low_open, high_open
+        self.__name__ = "integer" if kind is int else "number"  # argparse's "invalid X value"
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"in {left}{_plain(self.low)}, {_plain(self.high)}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {_plain(self.low)}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {_plain(self.high)}"
+        return "a finite number"
+
+    def check(self, value: float, text: str) -> None:
+        too_low = self.low is not None and (
+            value <= self.low if self.low_open else value < self.low
+        )
+        too_high = self.high is not None and (
+            value >= self.high if self.high_open else value > self.high
+        )
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if too_low or too_high:
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}")
+
+    def __call__(self, text: str) -> Any:
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if self.kind is int else 'a number'}, got {text!r}"
+            ) from None
+        self.check(value, text)
+        return value
 
 
-def float_list(text: str) -> tuple[float, ...]:
-    """argparse type for comma-separated numbers such as ``1.4,2,3``."""
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
+class BoundedList(Bounded):
+    """argparse type for comma-separated numbers such as ``5,4,3,2,1``, each in a range."""
+
+    def __call__(self, text: str) -> Any:
+        try:
+            values = tuple(self.kind(x) for x in text.split(","))
+        except ValueError:
+            kind = "integers" if self.kind is int else "numbers"
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind}, got {text!r}"
+            ) from None
+        for value in values:
+            self.check(value, text)
+        return values
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+# The ranges the commands share.
+positive_int = Bounded(int, 1)
+non_negative_int = Bounded(int, 0)
+positive_float = Bounded(float, 0, low_open=True)
+non_negative_float = Bounded(float, 0)
+fraction = Bounded(float, 0, 1, low_open=True, high_open=True)
+seed_type = Bounded(int, 0, 2**32 - 1)
+threads_type = Bounded(int, 0, 4096)
+int_list = BoundedList(int)
+positive_int_list = BoundedList(int, 1)
+float_list = BoundedList(float)
+positive_float_list = BoundedList(float, 0, low_open=True)
 
 
 def add_format_option(parser: argparse.ArgumentParser) -> None:

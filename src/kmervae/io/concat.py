@@ -30,7 +30,6 @@ import hashlib
 import logging
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import Any, BinaryIO, cast
 import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.atomic import remove_path
+from kmervae.io.atomic import remove_path, scratch_dir
 from kmervae.io.dataset import (
     DatasetWriter,
     ProfileDataset,
@@ -164,7 +163,7 @@ def collect_ids(datasets: Sequence[ProfileDataset], work: Path, prefix_ids: bool
     Memory stays flat: ids are hashed into on-disk buckets (:class:`IdRegistry`).
     """
     sink = _InputIds(work / "ids.txt", [str(ds.path) for ds in datasets])
-    with IdRegistry(work) as registry, open(sink.path, "wb") as out:
+    with IdRegistry(work / "ids") as registry, open(sink.path, "wb") as out:
         row = 0
         for index, ds in enumerate(datasets):
             prefix = _id_prefix(ds) if prefix_ids else ""
@@ -487,7 +486,7 @@ def concat_datasets(
     try:
         for target in targets:
             writers.append(DatasetWriter(target, layout, dtype, fmt, overwrite))
-        work = Path(tempfile.mkdtemp(prefix=".kmervae-concat-", dir=targets[0].parent))
+        work = scratch_dir(targets[0], "work")
         if on_writer is not None:
             for writer in writers:
                 on_writer(writer)

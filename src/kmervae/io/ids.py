@@ -9,7 +9,6 @@ with the files it came from.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +32,10 @@ def id_hashes(ids: list[str]) -> np.ndarray:
 class IdRegistry:
     """Collect ids as they are written; :meth:`check_duplicates` raises on the first repeat."""
 
-    def __init__(self, parent: Path, buffer_rows: int = 1 << 18):
-        self._dir = Path(tempfile.mkdtemp(prefix=".kmervae-ids-", dir=parent))
+    def __init__(self, folder: Path, buffer_rows: int = 1 << 18):
+        """``folder`` is created for the scratch files and removed by :meth:`close`."""
+        self._dir = Path(folder)
+        self._dir.mkdir()
         self._files = [
             open(self._dir / f"{b:02x}.bin", "wb")  # noqa: SIM115
             for b in range(1 << _BUCKET_BITS)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
+from kmervae.io.atomic import temporary_name
 from kmervae.io.dataset import DatasetWriter
 from kmervae.io.fasta import Segment, SegmentReader, file_stem
 from kmervae.io.ids import IdRegistry
@@ -240,7 +241,7 @@ def profile_fasta(
         on_writer(writer)
     with (
         writer,
-        IdRegistry(writer.path.parent) as registry,
+        IdRegistry(temporary_name(writer.path, "ids")) as registry,
         ThreadPoolExecutor(max_workers=threads) as executor,
     ):
         run = _ProfileRun(writer, registry, executor, threads, min_length, prefix_ids, progress)

@@ -18,6 +18,7 @@ import torch
 
 from kmervae._version import __version__
 from kmervae.errors import InputError
+from kmervae.io.atomic import temporary_name
 from kmervae.model.config import VAEConfig
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         "rng": rng_state(),
         **payload,
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     torch.save(data, tmp)
     os.replace(tmp, path)
 

@@ -32,7 +32,7 @@ import torch
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
 from kmervae.evaluate.fidelity import local_distance_fidelity
-from kmervae.io.atomic import remove_path
+from kmervae.io.atomic import remove_path, temporary_name
 from kmervae.io.dataset import ProfileDataset, open_dataset
 from kmervae.model.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from kmervae.model.config import VAEConfig
@@ -173,7 +173,7 @@ class _History:
                 if upto_epoch is not None and row.get("epoch", -1) > upto_epoch:
                     continue  # an epoch whose checkpoint never landed: it will be redone
                 rows.append(row)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        tmp = temporary_name(self.path)
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         os.replace(tmp, self.path)
         self.rows = rows
@@ -353,7 +353,7 @@ def train_vae(
             "device": str(device),
             "provenance": provenance or {},
         }
-    tmp = run_info_path.with_name(f".run.json.tmp-{os.getpid()}")
+    tmp = temporary_name(run_info_path)
     tmp.write_text(json.dumps(run_info, indent=2) + "\n")
     os.replace(tmp, run_info_path)
 

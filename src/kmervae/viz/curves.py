@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kmervae.io.atomic import temporary_name
+
 
 def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Write a PNG of losses, KL, per-group MSE, learning rate and fidelity (atomic)."""
@@ -64,7 +66,7 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
     for a in axes.flat:
         a.set_xlabel("epoch")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    tmp = temporary_name(path, "png")
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
     os.replace(tmp, path)

@@ -1,0 +1,98 @@
+"""What the bad-input catalogue and the interruption tests share.
+
+A bad input must end a command with exit status 1 (2 for a bad option), one line on stderr
+that starts ``kmervae COMMAND: error:`` and names the culprit, no traceback, and nothing left
+under a final output name. Tests of the catalogue carry the ``bad_input`` marker and the kill
+tests the ``kill_point`` marker, so ``pytest -m bad_input --collect-only -q`` counts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kmervae.cli import main
+
+_TEMPORARY = re.compile(r"^\.(.+)\.(tmp|old)-\d+")
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run ``kmervae ARGV`` in this process; returns (exit status, stderr)."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse: usage errors
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def assert_refused(
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+    *needles: str,
+    code: int | None = None,
+) -> str:
+    """Run ``kmervae ARGV`` and check it ends with one error line containing ``needles``."""
+    status, err = run_cli(argv, capsys)
+    assert status != 0, f"kmervae {' '.join(map(str, argv))} succeeded; stderr:\n{err}"
+    if code is not None:
+        assert status == code, err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if ": error:" in line]
+    assert len(errors) == 1, err
+    line = errors[0]
+    assert line.startswith(f"kmervae {argv[0]}"), err
+    for needle in needles:
+        assert needle.lower() in line.lower(), f"{needle!r} not in {line!r}"
+    return line
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Temporary entries (``.NAME.tmp-PID``, ``.NAME.old-PID``) anywhere under ``folder``."""
+    return [p for p in Path(folder).rglob(".*") if _TEMPORARY.match(p.name)]
+
+
+def assert_clean(folder: Path, *absent: Path) -> None:
+    """No temporaries under ``folder`` and none of ``absent`` exists."""
+    assert not leftovers(folder), leftovers(folder)
+    for path in absent:
+        assert not Path(path).exists(), f"{path} was left behind"
+
+
+@contextlib.contextmanager
+def small_disk(parent: Path, size: str = "256k") -> Iterator[Path]:
+    """A small tmpfs mounted under ``parent`` (skips the test where mounting is not allowed)."""
+    folder = parent / f"disk-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a small tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def kmervae_process(argv: list[str], **kwargs: object) -> subprocess.Popen[str]:
+    """Start ``kmervae ARGV`` as its own process (stdout and stderr piped, text)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "kmervae", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
