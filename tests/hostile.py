@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +89,19 @@ def small_disk(parent: Path, size: str = "256k") -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
+@contextlib.contextmanager
+def read_only_folder(parent: Path) -> Iterator[Path]:
+    """A read-only file system (a tmpfs mounted ro) under ``parent``: unwritable even for root,
+    where a chmod would not be (skips the test where mounting is not allowed)."""
+    with small_disk(parent, "64k") as folder:
+        done = subprocess.run(
+            ["mount", "-o", "remount,ro", str(folder)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {done.stderr.strip()}")
+        yield folder
+
+
 def kmervae_process(argv: list[str], **kwargs: object) -> subprocess.Popen[str]:
     """Start ``kmervae ARGV`` as its own process (stdout and stderr piped, text)."""
     return subprocess.Popen(
@@ -96,3 +111,43 @@ def kmervae_process(argv: list[str], **kwargs: object) -> subprocess.Popen[str]:
         text=True,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def interrupt(
+    argv: list[str], sig: int, after: float, *, started: Path | None = None, timeout: float = 120
+) -> tuple[int, str]:
+    """Run ``kmervae ARGV`` as a process and send it ``sig`` ``after`` seconds after it has
+    started working: once a path named ``.{started.name}.tmp-*`` exists beside ``started``
+    (the output under construction), or from the start if ``started`` is None. Returns the
+    exit status (negative: killed by the signal, as subprocess reports it) and stderr; a
+    command that finished first is left alone."""
+    proc = kmervae_process(argv)
+    deadline = time.monotonic() + timeout
+    if started is not None:
+        pattern = f".{started.name}.tmp-{proc.pid}*"
+        while proc.poll() is None and not list(started.parent.glob(pattern)):
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"kmervae {argv[0]} never started {started}")
+            time.sleep(0.02)
+    time.sleep(after)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    return proc.returncode, err
+
+
+def check_interrupted(code: int, err: str, sig: int, command: str) -> bool:
+    """Check how a command sent ``sig`` ended; True if it was stopped (not finished first).
+    SIGINT and SIGTERM end with exit 130/143 and one line; SIGKILL ends it without a word."""
+    if code == 0:
+        return False
+    assert "Traceback" not in err, err
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL, err
+        return True
+    expected = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminated")}[sig]
+    assert code == expected[0], err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"kmervae {command}: {expected[1]}"), err
+    return True

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hostile import assert_refused
 
 from kmervae.cli import main
 from kmervae.index import create_index, open_index
@@ -198,17 +199,24 @@ MAP_ERRORS = {
     "ids unmatched": (["{emb}", "--clusters", "{tmp}/strangers.tsv"], "none of the 600 mapped"),
     "too long": (["{emb}", "--min-length", "19990"], "leaves"),
     "perplexity": (["{emb}", "--perplexity", "500"], "too big for 600 contigs"),
-    "iterations": (["{emb}", "--n-iter", "0"], "--n-iter must be at least 1"),
+    "iterations": (["{emb}", "--n-iter", "0"], "argument --n-iter: must be >= 1"),
+    "perplexity zero": (["{emb}", "--perplexity", "0"], "argument --perplexity: must be > 0"),
+    "early iterations": (["{emb}", "--early-iter", "-1"], "argument --early-iter"),
+    "dpi": (["{emb}", "--dpi", "5"], "argument --dpi: must be in [10, 2400]"),
+    "threads": (["{emb}", "-t", "-2"], "argument -t/--threads"),
+    "seed": (["{emb}", "--seed", "x"], "argument --seed: expected an integer"),
+    "exaggeration": (["{emb}", "--exaggeration", "inf"], "must be a finite number"),
 }
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("case", list(MAP_ERRORS))
 def test_map_bad_input_is_one_line(space, tmp_path, capsys, case):
     args, needle = MAP_ERRORS[case]
     out = tmp_path / "map"
     names = {k: str(v) for k, v in space.items() if isinstance(v, Path)}
     argv = ["map", *[a.format(**names) for a in args], "-o", str(out)]
-    _one_line_error(capsys, main(argv), "map", needle)
+    assert_refused(argv, capsys, needle)
     _no_output(out)
 
 
@@ -295,10 +303,12 @@ COMPARE_ERRORS = {
     "group off map": (["{map}", "--samples", "{samples}", "--b", "C"], "group 'C': none of its 5"),
     "same groups": (["{map}", "--samples", "{samples}", "--b", "A"], "--a and --b are both 'A'"),
     "format": (["{map}", "--samples", "{samples}", "--format", "svg"], "png and/or pdf"),
-    "bins": (["{map}", "--samples", "{samples}", "--bins", "1"], "--bins must be between"),
+    "bins": (["{map}", "--samples", "{samples}", "--bins", "1"], "--bins: must be in [2, 10000]"),
+    "top": (["{map}", "--samples", "{samples}", "--top", "0"], "argument --top: must be >= 1"),
 }
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("case", list(COMPARE_ERRORS))
 def test_compare_bad_input_is_one_line(space, mapped, tmp_path, capsys, case):
     texts = {
@@ -317,7 +327,7 @@ def test_compare_bad_input_is_one_line(space, mapped, tmp_path, capsys, case):
     argv = ["compare", *[a.format(**names) for a in args], "-o", str(out)]
     if "--b" not in args:
         argv += ["--b", "B"]
-    _one_line_error(capsys, main([*argv, "--a", "A"]), "compare", needle)
+    assert_refused([*argv, "--a", "A"], capsys, needle)
     _no_output(out)
 
 

@@ -117,6 +117,7 @@ int_list = BoundedList(int)
 positive_int_list = BoundedList(int, 1)
 float_list = BoundedList(float)
 positive_float_list = BoundedList(float, 0, low_open=True)
+DPI = Bounded(int, 10, 2400)
 
 
 def add_format_option(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,19 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kmervae.cli._common import LogFile, add_common_options, float_list, int_list
+from kmervae.cli._common import (
+    Bounded,
+    BoundedList,
+    LogFile,
+    add_common_options,
+    non_negative_int,
+    positive_float,
+    positive_float_list,
+    positive_int,
+    positive_int_list,
+    seed_type,
+    threads_type,
+)
 from kmervae.errors import KmervaeError
 from kmervae.provenance import run_provenance
 
@@ -60,17 +72,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     graph = parser.add_argument_group("the clustering graph (mcl, leiden)")
     graph.add_argument(
         "--neighbours",
-        type=int,
+        type=positive_int,
         metavar="K",
         help="use each contig's first K neighbours of the graph (default: all k); sparser "
         "graphs are much cheaper for MCL",
     )
     graph.add_argument(
-        "--max-distance", type=float, metavar="D", help="drop edges longer than D (default: none)"
+        "--max-distance",
+        type=positive_float,
+        metavar="D",
+        help="drop edges longer than D (default: none)",
     )
     graph.add_argument(
         "--max-in-degree",
-        type=int,
+        type=non_negative_int,
         default=100,
         metavar="N",
         help="keep each contig's N closest incoming edges (default 100; 0: no cap)",
@@ -83,10 +98,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "neighbour sets",
     )
     graph.add_argument(
-        "--delta", type=float, default=0.1, help="delta of the inverse weight (default 0.1)"
+        "--delta",
+        type=positive_float,
+        default=0.1,
+        help="delta of the inverse weight (default 0.1)",
     )
     graph.add_argument(
-        "--snn-k", type=int, default=15, help="neighbours in each set for snn (default 15)"
+        "--snn-k", type=positive_int, default=15, help="neighbours in each set for snn (default 15)"
     )
     graph.add_argument(
         "--symmetrise",
@@ -96,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-length",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="BP",
         help="cluster only contigs at least this long (shorter ones stay unclustered)",
@@ -105,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     method.add_argument(
         "-I",
         "--inflation",
-        type=float_list,
+        type=BoundedList(float, 1, 100, low_open=True),
         default=(3.0,),
         metavar="LIST",
         help="MCL inflation(s), e.g. 1.4,2,3,6: one clustering each (default 3.0)",
@@ -113,21 +131,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     method.add_argument(
         "-r",
         "--resolution",
-        type=float_list,
+        type=positive_float_list,
         default=(1.0,),
         metavar="LIST",
         help="Leiden resolution(s), one clustering each (default 1.0)",
     )
     method.add_argument(
         "--mcl-resource",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="mcl -resource: neighbours each contig keeps while mcl computes (default: mcl's "
         "own scheme); 100 runs several times faster on dense graphs",
     )
     method.add_argument(
         "--leiden-iterations",
-        type=int,
+        type=Bounded(int, -1),
         default=2,
         metavar="N",
         help="Leiden passes; -1 until stable (default 2)",
@@ -138,16 +156,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="igraph",
         help="igraph's own Leiden (C; default, about 10x faster) or leidenalg's",
     )
-    method.add_argument("--seed", type=int, default=1, help="Leiden's seed (default 1)")
+    method.add_argument("--seed", type=seed_type, default=1, help="Leiden's seed (default 1)")
     method.add_argument(
         "--min-cluster-size",
-        type=int,
+        type=Bounded(int, 2),
         metavar="N",
         help="HDBSCAN (default: 1000 x N / 4.8 M, at least 10)",
     )
     method.add_argument(
         "--min-samples",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="HDBSCAN (default: a tenth of the minimum cluster size, at least 5)",
     )
@@ -158,7 +176,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     method.add_argument(
         "--consensus-resolutions",
-        type=int_list,
+        type=positive_int_list,
         metavar="LIST",
         help="RCL resolutions, coarser when larger (default 100,200,400,800,1600); the "
         "first becomes clusters.tsv",
@@ -182,12 +200,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     out.add_argument(
         "--min-bin-size",
-        type=int,
+        type=non_negative_int,
         default=200_000,
         metavar="BP",
         help="write bins of at least this many bp (default 200000)",
     )
-    parser.add_argument("-t", "--threads", type=int, default=0, help="threads (0: all cores)")
+    parser.add_argument(
+        "-t", "--threads", type=threads_type, default=0, help="threads (0: all cores)"
+    )
     add_common_options(parser)
     parser.set_defaults(run=run)
 
@@ -197,8 +217,6 @@ def request_from_args(args: argparse.Namespace) -> ClusterRequest:
     from kmervae.cluster.graph import GraphOptions
     from kmervae.cluster.run import CONSENSUS_RESOLUTIONS, ClusterRequest
 
-    if args.max_in_degree < 0:
-        raise KmervaeError(f"--max-in-degree must be 0 (no cap) or more, got {args.max_in_degree}")
     if args.consensus_resolutions and not args.consensus:
         raise KmervaeError("--consensus-resolutions goes with --consensus")
     graph = GraphOptions(
@@ -233,8 +251,6 @@ def run(args: argparse.Namespace) -> int:
     from kmervae.cluster.output import cluster_to_folder
     from kmervae.cores import available_threads
 
-    if args.threads < 0:
-        raise KmervaeError(f"--threads must be 0 (all cores) or more, got {args.threads}")
     request = request_from_args(args)
     logs: list[LogFile] = []
     try:

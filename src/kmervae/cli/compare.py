@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import LogFile, add_common_options
+from kmervae.cli._common import DPI, Bounded, LogFile, add_common_options, positive_int
 from kmervae.errors import KmervaeError
 from kmervae.provenance import run_provenance
 
@@ -41,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a clustering (contig id, cluster): adds composition.tsv and its bar chart",
     )
     parser.add_argument(
-        "--bins", type=int, default=200, help="histogram bins per axis (default 200)"
+        "--bins",
+        type=Bounded(int, 2, 10_000),
+        default=200,
+        help="histogram bins per axis (default 200)",
     )
     parser.add_argument(
         "--format",
@@ -50,9 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="LIST",
         help="png and/or pdf, comma-separated (default png,pdf)",
     )
-    parser.add_argument("--dpi", type=int, default=300, help="PNG resolution (default 300)")
+    parser.add_argument("--dpi", type=DPI, default=300, help="PNG resolution (default 300)")
     parser.add_argument(
-        "--top", type=int, default=30, metavar="N", help="clusters in the bar chart (default 30)"
+        "--top",
+        type=positive_int,
+        default=30,
+        metavar="N",
+        help="clusters in the bar chart (default 30)",
     )
     parser.add_argument(
         "--overlay-scale",
@@ -72,12 +79,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.a == args.b:
         raise KmervaeError(f"--a and --b are both {args.a!r}: compare two different groups")
-    if not 2 <= args.bins <= 10_000:
-        raise KmervaeError(f"--bins must be between 2 and 10000, got {args.bins}")
-    if not 10 <= args.dpi <= 2400:
-        raise KmervaeError(f"--dpi must be between 10 and 2400, got {args.dpi}")
-    if args.top < 1:
-        raise KmervaeError(f"--top must be at least 1, got {args.top}")
     formats = parse_formats(args.formats)
     check_writable(args.output, args.force)
     map_data = open_map(args.map)

@@ -12,7 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from kmervae.cli._common import LogFile, add_common_options, progress_bar
+from kmervae.cli._common import (
+    DPI,
+    Bounded,
+    LogFile,
+    add_common_options,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    progress_bar,
+    seed_type,
+    threads_type,
+)
 from kmervae.errors import InputError, KmervaeError
 from kmervae.provenance import run_provenance
 
@@ -41,37 +53,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         "neighbour search",
     )
     parser.add_argument(
-        "--min-length", type=int, default=0, metavar="BP", help="map only contigs this long"
+        "--min-length",
+        type=non_negative_int,
+        default=0,
+        metavar="BP",
+        help="map only contigs this long",
     )
-    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("-t", "--threads", type=int, default=0, help="threads (0: all cores)")
+    parser.add_argument("--seed", type=seed_type, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "-t", "--threads", type=threads_type, default=0, help="threads (0: all cores)"
+    )
     tsne = parser.add_argument_group("t-SNE")
     tsne.add_argument(
         "--perplexity",
-        type=float,
+        type=positive_float,
         default=30.0,
         help="(default 30; with --graph at most k/3 of the graph)",
     )
     tsne.add_argument(
-        "--n-iter", type=int, default=500, metavar="N", help="iterations (default 500)"
+        "--n-iter", type=positive_int, default=500, metavar="N", help="iterations (default 500)"
     )
     tsne.add_argument(
         "--early-iter",
-        type=int,
+        type=non_negative_int,
         default=250,
         metavar="N",
         help="early-exaggeration iterations before them (default 250, exaggeration 12)",
     )
     tsne.add_argument(
         "--exaggeration",
-        type=float,
+        type=positive_float,
         metavar="X",
         help="exaggeration after the early phase (default none = 1; 2-4 tightens clusters "
         "of millions of points)",
     )
     umap = parser.add_argument_group("UMAP (pip install 'kmervae[umap]')")
-    umap.add_argument("--n-neighbors", type=int, default=15, help="(default 15)")
-    umap.add_argument("--min-dist", type=float, default=0.1, help="(default 0.1)")
+    umap.add_argument("--n-neighbors", type=Bounded(int, 2), default=15, help="(default 15)")
+    umap.add_argument("--min-dist", type=non_negative_float, default=0.1, help="(default 0.1)")
     colour = parser.add_argument_group("colours of map.png")
     colour.add_argument(
         "--color",
@@ -90,35 +108,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     colour.add_argument(
         "--top",
-        type=int,
+        type=positive_int,
         default=20,
         metavar="N",
         help="clusters or labels named in the legend, the most frequent (default 20; the "
         "rest grey)",
     )
-    colour.add_argument("--dpi", type=int, default=150, help="map.png resolution (default 150)")
+    colour.add_argument("--dpi", type=DPI, default=150, help="map.png resolution (default 150)")
     add_common_options(parser)
     parser.set_defaults(run=run)
-
-
-def _check_numbers(args: argparse.Namespace) -> None:
-    checks = [
-        (args.perplexity > 0, f"--perplexity must be positive, got {args.perplexity:g}"),
-        (args.n_iter >= 1, f"--n-iter must be at least 1, got {args.n_iter}"),
-        (args.early_iter >= 0, f"--early-iter must be 0 or more, got {args.early_iter}"),
-        (args.min_length >= 0, f"--min-length must be 0 or more, got {args.min_length}"),
-        (args.top >= 1, f"--top must be at least 1, got {args.top}"),
-        (10 <= args.dpi <= 2400, f"--dpi must be between 10 and 2400, got {args.dpi}"),
-        (args.threads >= 0, f"--threads must be 0 (all cores) or more, got {args.threads}"),
-        (args.min_dist >= 0, f"--min-dist must be 0 or more, got {args.min_dist:g}"),
-        (
-            args.exaggeration is None or args.exaggeration > 0,
-            f"--exaggeration must be positive, got {args.exaggeration}",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise KmervaeError(message)
 
 
 def _colour_choice(args: argparse.Namespace) -> str:
@@ -190,7 +188,6 @@ def run(args: argparse.Namespace) -> int:
     from kmervae.viz import maps
 
     started = time.perf_counter()
-    _check_numbers(args)
     check_writable(args.output, args.force)
     color = _colour_choice(args)
     if args.method == "umap":
