@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hostile import assert_refused
+from hostile import assert_clean, assert_refused, read_only_folder, small_disk
 
 from kmervae.cli import main
 from kmervae.index import create_index, open_index
@@ -216,7 +216,7 @@ def test_map_bad_input_is_one_line(space, tmp_path, capsys, case):
     out = tmp_path / "map"
     names = {k: str(v) for k, v in space.items() if isinstance(v, Path)}
     argv = ["map", *[a.format(**names) for a in args], "-o", str(out)]
-    assert_refused(argv, capsys, needle)
+    assert_refused(argv, capsys, needle, str(d))
     _no_output(out)
 
 
@@ -327,7 +327,7 @@ def test_compare_bad_input_is_one_line(space, mapped, tmp_path, capsys, case):
     argv = ["compare", *[a.format(**names) for a in args], "-o", str(out)]
     if "--b" not in args:
         argv += ["--b", "B"]
-    assert_refused([*argv, "--a", "A"], capsys, needle)
+    assert_refused([*argv, "--a", "A"], capsys, needle, str(d))
     _no_output(out)
 
 
@@ -355,3 +355,19 @@ def test_hdbscan_clusters_a_map(space, mapped, tmp_path):
     assert (stats["gc_spread"] < 9).all()  # groups sit 10 pp apart
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["input"]["kind"] == "map"
+
+
+# ---------------------------------------------------------------------------- hostile disks
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("disk", ["full", "read-only"])
+def test_map_and_compare_on_a_full_or_read_only_disk(space, mapped, tmp_path, capsys, disk):
+    with small_disk(tmp_path, "48k") if disk == "full" else read_only_folder(tmp_path) as d:
+        needle = "No space left" if disk == "full" else "is not writable"
+        assert_refused(["map", space["emb"], "-o", d / "map", *FAST], capsys, needle, str(d))
+        assert_clean(d, d / "map")
+        argv = ["compare", mapped, "--samples", space["tmp"] / "samples.tsv", "--a", "A",
+                "--b", "B", "-o", d / "cmp", "--dpi", "300"]  # fmt: skip
+        assert_refused(argv, capsys, needle, str(d))
+        assert_clean(d, d / "cmp")

@@ -16,7 +16,7 @@ from cluster_factory import (
     write_graph,
     write_store,
 )
-from hostile import assert_refused
+from hostile import assert_clean, assert_refused, read_only_folder, small_disk
 from sklearn.metrics import adjusted_rand_score
 
 from kmervae.cli import main
@@ -303,3 +303,26 @@ def test_one_cluster_only_warns_and_fails_when_every_clustering_has_one():
     check_not_degenerate([one, two], 10)
     with pytest.raises(KmervaeError, match="one cluster"):
         check_not_degenerate([one], 10)
+
+
+@needs_mcl
+@pytest.mark.bad_input
+@pytest.mark.parametrize("disk", ["full", "read-only"])
+def test_cluster_on_a_full_or_read_only_disk(data, tmp_path, capsys, disk):
+    *_, graph = data
+    with small_disk(tmp_path, "48k") if disk == "full" else read_only_folder(tmp_path) as d:
+        needle = "No space left" if disk == "full" else "is not writable"
+        assert_refused(["cluster", graph, "-o", d / "out", "-I", "1.4,2"], capsys, needle, str(d))
+        assert_clean(d, d / "out")
+
+
+@needs_mcl
+@pytest.mark.bad_input
+def test_an_mcl_clustering_that_ends_short_is_refused(tmp_path):
+    from kmervae.cluster.consensus import write_mcl_clustering
+    from kmervae.cluster.mcl import read_mcl_clusters
+
+    path = write_mcl_clustering(np.array([0, 0, 1, 1, 2]), tmp_path / "five.cls")
+    np.testing.assert_array_equal(read_mcl_clusters(path, 5), [0, 0, 1, 1, 2])
+    with pytest.raises(KmervaeError, match="lacks 2 of 7 contigs"):
+        read_mcl_clusters(path, 7)

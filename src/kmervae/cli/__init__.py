@@ -59,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(exc: OSError, args: argparse.Namespace) -> str:
+    """``FILE: reason`` for an operating-system error. Errors raised without a file name (a
+    full disk met by a library's write) are put on the command's output, the file being
+    written."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        both = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else f"{exc.filename}"
+        return f"{both}: {reason}"
+    output = getattr(args, "output", None)
+    return f"{output}: {reason}" if output is not None else str(exc)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kmervae {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # disk full, permissions, a vanished file
-        print(f"kmervae {args.command}: error: {exc}", file=sys.stderr)
+        print(f"kmervae {args.command}: error: {describe_os_error(exc, args)}", file=sys.stderr)
         return 1
     except Terminated:
         print(f"kmervae {args.command}: terminated (SIGTERM)", file=sys.stderr)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from kmervae.cluster.mcl import mcl_program, read_mcl_clusters
+from kmervae.cluster.mcl import mcl_program, read_mcl_clusters, run_program
 from kmervae.errors import KmervaeError
 
 log = logging.getLogger(__name__)
@@ -31,16 +30,11 @@ def write_mcl_clustering(labels: np.ndarray, path: Path) -> Path:
     with open(text, "w") as fh:
         for a, b in itertools.pairwise(bounds.tolist()):
             fh.write(" ".join(map(str, order[a:b].tolist())) + "\n")
-    _call([mcl_program("mcxload"), "-235-ai", str(text), "-o", str(path)], "mcxload", path.parent)
+    run_program(
+        [mcl_program("mcxload"), "-235-ai", str(text), "-o", str(path)], "mcxload", path.parent
+    )
     text.unlink()
     return path
-
-
-def _call(command: list[str], what: str, cwd: Path) -> None:
-    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout or "").strip().splitlines()
-        raise KmervaeError(f"{what} failed (exit {proc.returncode}): {(lines or ['?'])[-1]}")
 
 
 def run_rcl(
@@ -62,14 +56,17 @@ def run_rcl(
     tab = workdir / "nodes.tab"
     with open(tab, "w") as fh:
         fh.writelines(f"{i}\t{i}\n" for i in range(n_nodes))
-    _call(
+    run_program(
         ["rcl", "setup", PROJECT, "-n", str(matrix), "-t", str(tab), *map(str, clusterings)],
         "rcl setup",
         workdir,
+        cwd=workdir,
     )
-    _call(["rcl", "tree", PROJECT, "-p", str(max(1, threads))], "rcl tree", workdir)
+    tree = ["rcl", "tree", PROJECT, "-p", str(max(1, threads))]
+    run_program(tree, "rcl tree", workdir, cwd=workdir)
     ordered = sorted(set(int(r) for r in resolutions))
-    _call(["rcl", "select", PROJECT, "-r", " ".join(map(str, ordered))], "rcl select", workdir)
+    select = ["rcl", "select", PROJECT, "-r", " ".join(map(str, ordered))]
+    run_program(select, "rcl select", workdir, cwd=workdir)
     out = []
     for resolution in resolutions:
         found = workdir / PROJECT / f"rcl.res{int(resolution)}.cls"

@@ -24,6 +24,8 @@ INSTALL_HINT = (
     "bioconda mcl)"
 )
 _BUFFER_BYTES = 8 << 20
+_FULL_BELOW = 64 << 10  # bytes free under which a folder's disk counts as full
+_TELLING = ("fail", "error", "cannot", "can't", "no space", "not ", "unable")
 
 
 def mcl_program(name: str = "mcl") -> str:
@@ -39,11 +41,32 @@ def check_mcl_installed() -> None:
         mcl_program(name)
 
 
-def _run(command: list[str], what: str, **kwargs: object) -> None:
-    proc = subprocess.run(command, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
-    if proc.returncode != 0:
-        tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no message"]
-        raise KmervaeError(f"{what} failed (exit {proc.returncode}): {tail[0]}")
+def run_program(command: list[str], what: str, folder: Path, cwd: Path | None = None) -> None:
+    """Run one of the mcl package's programs, which writes into ``folder``; a failure is one
+    line (see :func:`program_failed`)."""
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+    if proc.returncode != 0 or _disk_full(folder):
+        raise program_failed(what, proc.returncode, proc.stderr or proc.stdout or "", folder)
+
+
+def _disk_full(folder: Path) -> bool:
+    # the mcl programs do not always notice a failed write (text output can end short with
+    # exit status 0), so the space left is checked after each of them
+    try:
+        return shutil.disk_usage(folder).free < _FULL_BELOW
+    except OSError:
+        return False
+
+
+def program_failed(what: str, code: int, stderr: str, folder: Path) -> KmervaeError:
+    """One line for a failed mcl-package program: a full disk named as such, else its most
+    telling message (the first line that says what failed, not its closing 'exiting')."""
+    if _disk_full(folder):
+        return KmervaeError(f"{what} could not write in {folder}: No space left on device")
+    lines = [line.strip(" _") for line in stderr.strip().splitlines() if line.strip(" _.")]
+    telling = [line for line in lines if any(w in line.lower() for w in _TELLING)]
+    message = (telling or lines or ["no message"])[0]
+    return KmervaeError(f"{what} failed (exit {code}): {message}")
 
 
 def load_matrix(edges: EdgeList, path: Path) -> Path:
@@ -79,9 +102,8 @@ def load_matrix(edges: EdgeList, path: Path) -> Path:
         raise
     assert proc.stderr is not None
     err = proc.stderr.read().decode(errors="replace")
-    if proc.wait() != 0:
-        tail = err.strip().splitlines()[-1:] or ["no message"]
-        raise KmervaeError(f"mcxload failed (exit {proc.returncode}): {tail[0]}")
+    if proc.wait() != 0 or _disk_full(path.parent):
+        raise program_failed("mcxload", proc.returncode, err, path.parent)
     log.info(
         "mcl matrix of %d contigs and %d edges loaded in %.1f s",
         edges.n_nodes,
@@ -94,13 +116,17 @@ def load_matrix(edges: EdgeList, path: Path) -> Path:
 def read_mcl_clusters(path: Path, n_nodes: int) -> np.ndarray:
     """Labels (int64 (n_nodes,), cluster codes from 0) of an mcl clustering file."""
     dump = path.with_name(path.name + ".txt")
-    _run([mcl_program("mcxdump"), "-icl", str(path), "-o", str(dump)], "mcxdump")
+    dumped = [mcl_program("mcxdump"), "-icl", str(path), "-o", str(dump)]
+    run_program(dumped, "mcxdump", path.parent)
     labels = np.full(n_nodes, -1, np.int64)
     with open(dump) as fh:
         for code, line in enumerate(fh):
             members = np.array(line.split(), dtype=np.int64)
             labels[members] = code
     dump.unlink()
+    missing = int((labels < 0).sum())
+    if missing:  # mcl puts every node in a cluster: a file that ends short
+        raise KmervaeError(f"{path}: the clustering lacks {missing} of {n_nodes} contigs")
     return labels
 
 
@@ -127,7 +153,7 @@ def run_mcl(
         command += ["-te", str(max(1, threads)), "-o", str(target), "-V", "all"]
         if resource is not None:
             command += ["-resource", str(resource)]
-        _run(command, f"mcl -I {inflation:g}")
+        run_program(command, f"mcl -I {inflation:g}", matrix.parent)
         labels = read_mcl_clusters(target, n_nodes)
         log.info(
             "mcl -I %g: %d clusters in %.1f s",
