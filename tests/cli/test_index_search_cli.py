@@ -129,7 +129,7 @@ def test_search_errors(space, tmp_path, capsys):
     random_fasta(fasta, n=1, seed=1)
     assert main(["search", store, "--fasta", str(fasta), "--model", str(other)]) == 1
     assert "is not the model of the store" in capsys.readouterr().err
-    assert main(["search", store, "--ids", "c1", "-o", str(tmp_path / "o.tsv"), "-k", "0"]) == 1
+    assert main(["search", store, "--ids", "c1", "-o", str(tmp_path / "o.tsv"), "-k", "999"]) == 1
     assert not (tmp_path / "o.tsv").exists()
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kmervae.cli._common import LogFile, add_common_options, progress_bar
+from kmervae.cli._common import LogFile, add_common_options, positive_int, progress_bar
 from kmervae.errors import KmervaeError
 from kmervae.provenance import run_provenance
 
@@ -67,13 +67,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tuning.add_argument(
         "--partitions",
-        type=int,
-        help="IVF lists (default: about sqrt(N) for LanceDB, 4 sqrt(N) for faiss)",
+        type=positive_int,
+        help="IVF lists, at most the rows (default: about sqrt(N) for LanceDB, 4 sqrt(N) "
+        "for faiss)",
     )
-    tuning.add_argument("--sub-vectors", type=int, help="PQ sub-vectors (default: dim / 8)")
-    tuning.add_argument("--nprobes", type=int, help="IVF lists searched per query (default 32)")
     tuning.add_argument(
-        "--refine-factor", type=int, help="candidates re-ranked exactly, x k (default 10)"
+        "--sub-vectors",
+        type=positive_int,
+        help="PQ sub-vectors, a divisor of the dimensions (default: dim / 8)",
+    )
+    tuning.add_argument(
+        "--nprobes", type=positive_int, help="IVF lists searched per query (default 32)"
+    )
+    tuning.add_argument(
+        "--refine-factor",
+        type=positive_int,
+        help="candidates re-ranked exactly, x k (default 10)",
     )
     tuning.add_argument(
         "--batch-index",
@@ -84,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     tuning.add_argument(
         "--ann-min-rows",
-        type=int,
+        type=positive_int,
         help="no vector index below this many rows: exact scan (default 10000)",
     )
     add_common_options(build)
@@ -117,9 +126,6 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         "refine_factor": args.refine_factor,
         "ann_min_rows": args.ann_min_rows,
     }
-    for name, value in params.items():
-        if value is not None and value < 1:
-            raise KmervaeError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     chosen: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
     if args.vector_index is not None:
         chosen["index_type"] = args.vector_index

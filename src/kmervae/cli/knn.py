@@ -6,7 +6,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import LogFile, add_common_options, progress_bar
+from kmervae.cli._common import (
+    LogFile,
+    add_common_options,
+    non_negative_float,
+    positive_int,
+    progress_bar,
+    seed_type,
+    threads_type,
+)
 from kmervae.cli.search import add_dask_option
 from kmervae.errors import KmervaeError
 from kmervae.provenance import run_provenance
@@ -24,7 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distances.npy (float32 N x k), ids.txt and manifest.json.",
     )
     parser.add_argument("store", type=Path, metavar="STORE")
-    parser.add_argument("-k", type=int, default=50, help="neighbours per contig (default 50)")
+    parser.add_argument(
+        "-k",
+        type=positive_int,
+        default=50,
+        help="neighbours per contig, fewer than the store's contigs (default 50)",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="GRAPH")
     parser.add_argument(
         "--method",
@@ -32,14 +45,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto (default): exact up to 50 000 contigs, else ivf-gemm (ivf-flat with --dask)",
     )
-    parser.add_argument("--nlist", type=int, help="IVF lists (default: about sqrt(N))")
     parser.add_argument(
-        "--nprobe", type=int, default=16, help="IVF lists scanned per contig (default 16)"
+        "--nlist",
+        type=positive_int,
+        help="IVF lists, at most the store's contigs (default: about sqrt(N))",
     )
-    parser.add_argument("--max-distance", type=float, metavar="D", help="drop edges longer than D")
+    parser.add_argument(
+        "--nprobe",
+        type=positive_int,
+        default=16,
+        help="IVF lists scanned per contig (default 16; more than --nlist scans them all)",
+    )
+    parser.add_argument(
+        "--max-distance",
+        type=non_negative_float,
+        metavar="D",
+        help="drop edges longer than D",
+    )
     parser.add_argument(
         "--max-in-degree",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="keep at most N in-edges per contig, the nearest (tames hubs)",
     )
@@ -47,10 +72,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tsv", type=Path, metavar="FILE", help="also export the edges as a TSV (ids)"
     )
     parser.add_argument(
-        "--block", type=int, default=8192, metavar="N", help="contigs per batch (default 8192)"
+        "--block",
+        type=positive_int,
+        default=8192,
+        metavar="N",
+        help="contigs per batch (default 8192)",
     )
-    parser.add_argument("-t", "--threads", type=int, default=0, help="threads (0: all cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the IVF training sample")
+    parser.add_argument(
+        "-t", "--threads", type=threads_type, default=0, help="threads (0: all cores)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=seed_type,
+        default=0,
+        help="seed of the IVF training sample (the same seed, the same graph)",
+    )
     add_dask_option(parser)
     add_common_options(parser)
     parser.set_defaults(run=run)
@@ -59,18 +95,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kmervae.distributed.fanout import dask_client
     from kmervae.index.graph import open_knn_graph, write_graph_tsv
-    from kmervae.index.knn import knn_graph
-    from kmervae.index.protocol import open_index
+    from kmervae.index.knn import check_knn_request, knn_graph
+    from kmervae.index.protocol import open_index, storage_errors
     from kmervae.io.atomic import atomic_file, check_writable
 
-    if args.block < 1:
-        raise KmervaeError(f"--block must be at least 1, got {args.block}")
-    if args.nprobe < 1:
-        raise KmervaeError(f"--nprobe must be at least 1, got {args.nprobe}")
     check_writable(args.output, args.force)
     if args.tsv is not None:
+        if args.tsv.resolve() == args.output.resolve():
+            raise KmervaeError(f"--tsv {args.tsv} is the graph folder itself")
         check_writable(args.tsv, args.force)
     store = open_index(args.store)
+    check_knn_request(
+        store,
+        args.k,
+        args.method,
+        args.nlist,
+        max_distance=args.max_distance,
+        distributed=args.dask is not None,
+    )  # before a Dask cluster starts
     logs: list[LogFile] = []
     bar = progress_bar(args, len(store), unit="contigs", desc="knn")
     client = dask_client(args.dask)
@@ -101,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
             client.close()
     if args.tsv is not None:
         graph = open_knn_graph(summary.output)
-        with atomic_file(args.tsv, args.force) as tmp, open(tmp, "w") as fh:
+        with (
+            storage_errors(args.tsv),
+            atomic_file(args.tsv, args.force) as tmp,
+            open(tmp, "w") as fh,
+        ):
             write_graph_tsv(graph, fh)
     return 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from kmervae._version import __version__
-from kmervae.cli._common import add_common_options
+from kmervae.cli._common import add_common_options, positive_int, threads_type
 from kmervae.errors import InputError, KmervaeError
 from kmervae.provenance import run_provenance
 
@@ -38,18 +38,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--ids", nargs="+", metavar="ID", help="contig ids in the store")
     query.add_argument("--ids-file", type=Path, metavar="FILE", help="ids, one per line")
     query.add_argument(
-        "--embeddings", type=Path, metavar="X", help=".npy (N x dim) or embedding store"
+        "--embeddings",
+        type=Path,
+        metavar="X",
+        help="an embedding store of the store's model, or a .npy (N x dim; it records no "
+        "model, so it is taken to be in the store's space)",
     )
     query.add_argument("--fasta", type=Path, metavar="FASTA", help="new sequences (with --model)")
     parser.add_argument("--model", type=Path, metavar="MODEL", help="the store's model (--fasta)")
-    parser.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
+    parser.add_argument(
+        "-k",
+        type=positive_int,
+        default=10,
+        help="neighbours per query, at most the store's contigs (default 10)",
+    )
     parser.add_argument(
         "--where", metavar="EXPR", help='metadata filter, e.g. "length >= 5000 and gc < 0.5"'
     )
     parser.add_argument(
         "-o", "--output", type=Path, metavar="TSV", help="write here (default: stdout)"
     )
-    parser.add_argument("-t", "--threads", type=int, default=0, help="threads for --fasta")
+    parser.add_argument(
+        "-t", "--threads", type=threads_type, default=0, help="threads for --fasta (0: all cores)"
+    )
     add_dask_option(parser)
     add_common_options(parser)
     parser.set_defaults(run=run)
@@ -57,16 +68,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _read_ids(path: Path) -> list[str]:
     if not path.is_file():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if not ids:
         raise InputError(f"{path}: no ids")
     return ids
 
 
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Options and input files, before anything is loaded."""
+    if (args.fasta is None) != (args.model is None):
+        raise KmervaeError("--fasta and --model go together")
+    for path, what in (
+        (args.fasta, "FASTA file"),
+        (args.model, "model"),
+        (args.embeddings, "embeddings file or store"),
+    ):
+        if path is not None and not path.exists():
+            raise InputError(f"{path}: no such {what}")
+    if args.fasta is not None and args.fasta.is_dir():
+        raise InputError(f"{args.fasta}: a folder, not a FASTA file")
+
+
 def run(args: argparse.Namespace) -> int:
     from kmervae.distributed.fanout import dask_client, search_blocks
-    from kmervae.index.protocol import open_index
+    from kmervae.index.protocol import open_index, storage_errors
     from kmervae.index.query import (
         embed_fasta,
         load_query_embeddings,
@@ -75,23 +101,25 @@ def run(args: argparse.Namespace) -> int:
     )
     from kmervae.io.atomic import atomic_file, check_writable
 
-    if (args.fasta is None) != (args.model is None):
-        raise KmervaeError("--fasta and --model go together")
     if args.output is not None:
         check_writable(args.output, args.force)
+    _check_inputs(args)
     store = open_index(args.store)
     store.check_k(args.k)
     store.parse_where(args.where)  # an unknown column fails before any work
+    names: list[str] = []
+    queries = None
+    if args.ids is not None or args.ids_file is not None:
+        names = args.ids if args.ids is not None else _read_ids(args.ids_file)
+    elif args.fasta is not None:
+        names, queries = embed_fasta(args.fasta, args.model, store, args.threads or None)
+    else:
+        names, queries = load_query_embeddings(args.embeddings, store)
     client = dask_client(args.dask)
     try:
-        if args.ids is not None or args.ids_file is not None:
-            names = args.ids if args.ids is not None else _read_ids(args.ids_file)
+        if queries is None:
             result = search_by_ids(store, names, args.k, where=args.where, client=client)
         else:
-            if args.fasta is not None:
-                names, queries = embed_fasta(args.fasta, args.model, store, args.threads or None)
-            else:
-                names, queries = load_query_embeddings(args.embeddings, store.dim)
             result = search_blocks(store, queries, args.k, where=args.where, client=client)
     finally:
         if client is not None:
@@ -102,11 +130,16 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(comment)
         lines = write_search_tsv(sys.stdout, store, names, result)
     else:
-        with atomic_file(args.output, args.force) as tmp, open(tmp, "w") as fh:
+        with (
+            storage_errors(args.output),
+            atomic_file(args.output, args.force) as tmp,
+            open(tmp, "w") as fh,
+        ):
             fh.write(comment)
             lines = write_search_tsv(fh, store, names, result)
     short = int((result.rows < 0).any(axis=1).sum())
     if short:
-        log.warning("%d queries have fewer than %d neighbours passing the filter", short, args.k)
+        reason = "passing the filter" if args.where else "found"
+        log.warning("%d queries have fewer than %d neighbours %s", short, args.k, reason)
     log.info("%d queries, %d neighbours", len(names), lines)
     return 0

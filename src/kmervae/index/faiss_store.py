@@ -12,7 +12,7 @@ Memory at search: the index, which holds N x dim float32.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from kmervae.index.exact import ExactStore
 from kmervae.index.filters import Filter
 from kmervae.index.ivf import DEFAULT_NPROBE, IvfFlatFile
-from kmervae.index.protocol import SearchResult
+from kmervae.index.protocol import SearchResult, check_partitions, check_positive_params
 
 DEFAULTS: dict[str, Any] = {
     "ann_min_rows": 10_000,
@@ -33,6 +33,13 @@ class FaissStore(ExactStore):
     """Rows in raw files (as :class:`ExactStore`), searched through a FAISS IVF-Flat index."""
 
     backend = "faiss"
+
+    @classmethod
+    def check_params(
+        cls, params: Mapping[str, Any], *, dim: int, n_rows: int | None = None
+    ) -> None:
+        check_positive_params(params, ("ann_min_rows", "num_partitions", "nprobes"))
+        check_partitions(params, n_rows, DEFAULTS["ann_min_rows"])
 
     def _create_data(self) -> None:
         self.manifest["params"] = {**DEFAULTS, **self.manifest.get("params", {})}

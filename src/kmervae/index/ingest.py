@@ -20,7 +20,7 @@ import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
 from kmervae.index.filters import COLUMN_NAME
-from kmervae.index.protocol import RESERVED, StoreBase, create_index, open_index
+from kmervae.index.protocol import RESERVED, StoreBase, backends, create_index, open_index
 from kmervae.io.embeddings import Embeddings, open_embeddings
 from kmervae.provenance import file_sha256
 
@@ -143,7 +143,10 @@ def open_embedding_input(path: str | Path) -> Embeddings:
         )
     if not path.exists():
         raise InputError(f"{path}: no such embedding store")
-    return open_embeddings(path)
+    emb = open_embeddings(path)
+    if emb.n_rows == 0:
+        raise InputError(f"{path}: an embedding store without rows")
+    return emb
 
 
 def check_model(emb: Embeddings, fingerprint: str, where: str) -> None:
@@ -211,6 +214,13 @@ def _blocks(
     for ids in _rechunk(emb.iter_ids(), batch_rows):
         stop = start + len(ids)
         mu = reader.read(start, stop)
+        finite = np.isfinite(mu).all(axis=1)
+        if not finite.all():
+            bad = int(np.flatnonzero(~finite)[0])
+            raise InputError(
+                f"{emb.path}: the embedding of {ids[bad]!r} (row {start + bad + 1}) is not "
+                "finite (NaN or inf)"
+            )
         digest.update(mu.tobytes())
         n = stop - start
         lengths = (
@@ -282,7 +292,10 @@ def _ingest(
             )
         digest = hashlib.sha256()
         for ids, mu, cols in iter_store_rows(emb, extra, digest):
-            store.add(ids, mu, cols)
+            try:
+                store.add(ids, mu, cols)
+            except InputError as exc:  # a duplicate id, …: name the file it came from
+                raise InputError(f"{emb.path}: {exc}") from None
             n += len(ids)
             if progress is not None:
                 progress(len(ids))
@@ -333,6 +346,11 @@ def build_store(
     extra = read_columns_tsv(columns_tsv) if columns_tsv is not None else None
     schema = {**BASE_SCHEMA, **(extra.schema if extra else {})}
     model = dict(embs[0].manifest.get("model", {}))
+    store_class = backends().get(backend)
+    if store_class is not None:  # an unknown backend is named by create_index
+        store_class.check_params(
+            params or {}, dim=embs[0].latent, n_rows=sum(e.n_rows for e in embs)
+        )
     with create_index(
         output,
         backend=backend,

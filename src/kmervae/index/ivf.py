@@ -33,6 +33,7 @@ import numpy as np
 
 from kmervae.errors import KmervaeError
 from kmervae.index.scan import search_by_lists
+from kmervae.io.atomic import temporary_name
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +127,13 @@ class IvfFlatFile:
             added += len(block)
         if added != n_rows:
             raise KmervaeError(f"{self.path.parent}: indexed {added} rows, expected {n_rows}")
-        tmp = self.path.with_name("." + FILE_NAME + ".tmp")
-        faiss.write_index(index, str(tmp))
-        tmp.replace(self.path)
+        tmp = temporary_name(self.path)
+        try:
+            faiss.write_index(index, str(tmp))
+            tmp.replace(self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self._index = index
         self._norms = {}
         return params
@@ -147,6 +152,10 @@ class IvfFlatFile:
             params["index"] = "flat"
             return faiss.IndexFlatL2(self.dim)
         nlist = int(lists or default_lists(n))
+        if nlist > n:
+            raise KmervaeError(
+                f"{self.path.parent}: {nlist} IVF lists (--partitions) for {n} rows; at most {n}"
+            )
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dim), self.dim, nlist)
         index.cp.niter = TRAIN_ITERATIONS
         index.cp.seed = seed

@@ -38,7 +38,7 @@ from kmervae._version import __version__
 from kmervae.errors import KmervaeError
 from kmervae.index.graph import FORMAT_NAME, SCHEMA_VERSION, cap_in_degree, ids_sha256
 from kmervae.index.graph import index_dtype as graph_index_dtype
-from kmervae.index.protocol import StoreBase
+from kmervae.index.protocol import StoreBase, storage_errors
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
 from kmervae.io.npy import NpyStreamWriter
 
@@ -410,6 +410,43 @@ def knn_graph(
         k not smaller than the store, an unknown method, bad pruning values.
     """
     started = time.perf_counter()
+    output = Path(output)
+    check_writable(output, overwrite)
+    chosen = check_knn_request(
+        store,
+        k,
+        method,
+        nlist,
+        nprobe=nprobe,
+        block=block,
+        max_distance=max_distance,
+        max_in_degree=max_in_degree,
+        distributed=client is not None,
+    )
+    faiss = _faiss()
+    if threads:
+        faiss.omp_set_num_threads(int(threads))
+    with storage_errors(output):
+        return _write_graph(
+            store, output, k, chosen, nlist, nprobe, max_distance, max_in_degree, client,
+            block, seed, provenance, progress, on_folder, started,
+        )  # fmt: skip
+
+
+def check_knn_request(
+    store: StoreBase,
+    k: int,
+    method: str = "auto",
+    nlist: int | None = None,
+    *,
+    nprobe: int = 16,
+    block: int = QUERY_BLOCK,
+    max_distance: float | None = None,
+    max_in_degree: int | None = None,
+    distributed: bool = False,
+) -> str:
+    """Refuse a k-NN request that cannot work on ``store``, before any work; returns the
+    method that will run (``auto`` resolved)."""
     n = len(store)
     if method not in METHODS:
         raise KmervaeError(f"unknown method {method!r} (use one of {', '.join(METHODS)})")
@@ -420,19 +457,41 @@ def knn_graph(
             f"k = {k} is larger than the store allows ({n} contigs, each excluded from its "
             "own neighbours)"
         )
+    for name, value in (("--nlist", nlist), ("--nprobe", nprobe), ("--block", block)):
+        if value is not None and value < 1:
+            raise KmervaeError(f"{name} must be at least 1, got {value}")
     if max_in_degree is not None and max_in_degree < 1:
         raise KmervaeError(f"--max-in-degree must be at least 1, got {max_in_degree}")
-    if max_distance is not None and not max_distance >= 0:
-        raise KmervaeError(f"--max-distance must be 0 or more, got {max_distance}")
-    output = Path(output)
-    check_writable(output, overwrite)
-    large = "ivf-flat" if client is not None else "ivf-gemm"  # ivf-gemm runs here only
+    if max_distance is not None and not (max_distance >= 0 and math.isfinite(max_distance)):
+        raise KmervaeError(f"--max-distance must be a finite number >= 0, got {max_distance}")
+    large = "ivf-flat" if distributed else "ivf-gemm"  # ivf-gemm runs here only
     chosen = method if method != "auto" else ("exact" if n <= EXACT_MAX_ROWS else large)
-    if chosen == "ivf-gemm" and client is not None:
+    if chosen == "ivf-gemm" and distributed:
         raise KmervaeError("--method ivf-gemm runs in this process; with --dask use ivf-flat")
-    faiss = _faiss()
-    if threads:
-        faiss.omp_set_num_threads(int(threads))
+    if chosen != "exact" and nlist is not None and nlist > n:
+        raise KmervaeError(f"--nlist {nlist} is more than the store's {n} contigs")
+    return chosen
+
+
+def _write_graph(
+    store: StoreBase,
+    output: Path,
+    k: int,
+    chosen: str,
+    nlist: int | None,
+    nprobe: int,
+    max_distance: float | None,
+    max_in_degree: int | None,
+    client: Any,
+    block: int,
+    seed: int,
+    provenance: dict[str, Any] | None,
+    progress: Callable[[int], None] | None,
+    on_folder: Callable[[Path], None] | None,
+    started: float,
+) -> KnnSummary:
+    """The graph, built in a temporary folder beside ``output`` and renamed into place."""
+    n = len(store)
     tmp = temporary_name(output)
     remove_path(tmp)
     tmp.mkdir()

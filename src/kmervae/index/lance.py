@@ -39,6 +39,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,12 @@ from kmervae.cores import available_threads
 from kmervae.errors import KmervaeError
 from kmervae.index.filters import Filter
 from kmervae.index.ivf import BATCH_BY_LISTS, IvfFlatFile
-from kmervae.index.protocol import SearchResult, StoreBase
+from kmervae.index.protocol import (
+    SearchResult,
+    StoreBase,
+    check_partitions,
+    check_positive_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +110,27 @@ class LanceStore(StoreBase):
 
     backend = "lance"
 
+    @classmethod
+    def check_params(
+        cls, params: Mapping[str, Any], *, dim: int, n_rows: int | None = None
+    ) -> None:
+        names = ("ann_min_rows", "num_partitions", "num_sub_vectors", "nprobes", "refine_factor")
+        check_positive_params(params, names)
+        kind = params.get("index_type")
+        if kind is not None and kind not in INDEX_TYPES:
+            raise KmervaeError(f"unknown index type {kind!r} (use {', '.join(INDEX_TYPES)})")
+        batch = params.get("batch_index")
+        if batch is not None and batch not in BATCH_INDEX_CHOICES:
+            raise KmervaeError(
+                f"batch_index must be one of {', '.join(BATCH_INDEX_CHOICES)}, got {batch!r}"
+            )
+        subs = params.get("num_sub_vectors")
+        if subs is not None and dim % int(subs):
+            raise KmervaeError(
+                f"--sub-vectors {subs} does not divide the {dim} embedding dimensions"
+            )
+        check_partitions(params, n_rows, DEFAULTS["ann_min_rows"])
+
     def _db_path(self) -> Path:
         return self.data_dir / "lance"
 
@@ -130,11 +157,6 @@ class LanceStore(StoreBase):
         self._version = int(self._table.version)
         self._restored = True
         self._ivf = IvfFlatFile(self.data_dir, self.dim)
-        if params["batch_index"] not in BATCH_INDEX_CHOICES:
-            raise KmervaeError(
-                f"batch_index must be one of {', '.join(BATCH_INDEX_CHOICES)}, "
-                f"got {params['batch_index']!r}"
-            )
 
     def _open_data(self) -> None:
         db = _lancedb().connect(self._db_path())
@@ -189,6 +211,10 @@ class LanceStore(StoreBase):
             if kind not in INDEX_TYPES:
                 raise KmervaeError(f"unknown index type {kind!r} (use {', '.join(INDEX_TYPES)})")
             parts = self._param("num_partitions") or max(1, round(math.sqrt(n)))
+            if parts > n:
+                raise KmervaeError(
+                    f"{self.path}: {parts} IVF lists (--partitions) for {n} rows; at most {n}"
+                )
             config: Any
             if kind == "ivf-pq":
                 subs = self._param("num_sub_vectors") or _sub_vectors(self.dim)

@@ -30,8 +30,11 @@ A server backend (e.g. Milvus) fits by implementing the ``_``-methods of :class:
 from __future__ import annotations
 
 import abc
+import contextlib
+import errno
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +105,56 @@ def merge_topk(
         d = np.take_along_axis(d, part, axis=1)
     order = np.lexsort((r, d), axis=1)  # distance first, then row
     return np.take_along_axis(r, order, axis=1), np.take_along_axis(d, order, axis=1)
+
+
+def storage_error(exc: BaseException, path: Path) -> KmervaeError:
+    """One line naming ``path`` for what a storage engine (the file system, LanceDB, FAISS)
+    raised while writing it: a full disk, a vanished or read-only folder."""
+    text = str(exc)
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+        reason = "no space left on device"
+    elif isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror[:1].lower() + exc.strerror[1:]
+    else:
+        # engines append their source location (", /…/writer.rs:258:9")
+        reason = re.sub(r",\s*\S+\.rs:\d+:\d+$", "", text.strip().splitlines()[0] if text else "")
+        reason = reason or type(exc).__name__
+    where = getattr(exc, "filename", None)
+    detail = f" ({where})" if where and str(where) != str(path) else ""
+    return KmervaeError(f"{path}: {reason}{detail}")
+
+
+@contextlib.contextmanager
+def storage_errors(path: Path) -> Iterator[None]:
+    """Turn what the storage engines raise while writing ``path`` (OSError, the
+    RuntimeError of LanceDB and FAISS) into one line naming ``path``."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        raise storage_error(exc, path) from exc
+
+
+def check_positive_params(params: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Refuse a parameter among ``names`` that is set but not an integer >= 1."""
+    for name in names:
+        value = params.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            option = "--" + name.replace("num_", "").replace("_", "-")
+            raise KmervaeError(f"{name} ({option}) must be an integer >= 1, got {value!r}")
+
+
+def check_partitions(params: Mapping[str, Any], n_rows: int | None, min_rows: int) -> None:
+    """Refuse more IVF lists (``num_partitions``) than the ``n_rows`` rows to index, when
+    the store is large enough (``ann_min_rows``, default ``min_rows``) to get lists."""
+    parts = params.get("num_partitions")
+    floor = params.get("ann_min_rows") or min_rows
+    if parts is not None and n_rows is not None and n_rows >= floor and parts > n_rows:
+        raise KmervaeError(
+            f"--partitions {parts} is more than the {n_rows} rows to index (one row a list "
+            "at least)"
+        )
 
 
 def check_schema(schema: Mapping[str, str]) -> dict[str, str]:
@@ -191,6 +244,7 @@ class StoreBase(abc.ABC):
         check_writable(store.path, overwrite)
         if dim < 1:
             raise KmervaeError(f"embedding dimension must be at least 1, got {dim}")
+        cls.check_params(params or {}, dim=int(dim))
         store.dim = int(dim)
         store.schema = check_schema(schema or {})
         store.new = True
@@ -210,7 +264,13 @@ class StoreBase(abc.ABC):
             "history": [],
         }
         store._ids_loaded = True
-        store._create_data()
+        try:
+            with storage_errors(store.path):
+                store._create_data()
+        except BaseException:
+            store._close()
+            remove_path(store.data_dir)
+            raise
         return store
 
     @classmethod
@@ -230,6 +290,14 @@ class StoreBase(abc.ABC):
             raise InputError(f"{path}/manifest.json: bad dim, n_rows or schema ({exc})") from None
         store._open_data()
         return store
+
+    @classmethod
+    def check_params(
+        cls, params: Mapping[str, Any], *, dim: int, n_rows: int | None = None
+    ) -> None:
+        """Refuse backend parameters that cannot work, before anything is written:
+        ``n_rows``, when known, is the number of rows the store will hold."""
+        return None
 
     # -- the protocol ------------------------------------------------------------------
     @property
@@ -285,13 +353,15 @@ class StoreBase(abc.ABC):
             if values.shape != (n,):
                 raise KmervaeError(f"column {name}: shape {values.shape}, expected ({n},)")
             cols[name] = values.astype(COLUMN_TYPES[kind]) if kind != "string" else values
-        self._append(list(ids), np.ascontiguousarray(vectors, np.float32), cols, self.n_rows)
+        with storage_errors(self.path):
+            self._append(list(ids), np.ascontiguousarray(vectors, np.float32), cols, self.n_rows)
         self.n_rows += n
 
     def save(self, history: Mapping[str, Any] | None = None) -> Path:
         """Commit: build the index structures, write the manifest, move a new store into
         place. ``history`` (inputs, provenance) is appended to the manifest's history."""
-        params = self._commit()
+        with storage_errors(self.path):
+            params = self._commit()
         manifest = dict(self.manifest)
         manifest["n_rows"] = self.n_rows
         manifest["params"] = {**manifest.get("params", {}), **params}
@@ -301,8 +371,13 @@ class StoreBase(abc.ABC):
         text = json.dumps(manifest, indent=2) + "\n"
         target = self.data_dir / "manifest.json"
         tmp = temporary_name(target)
-        tmp.write_text(text)
-        tmp.replace(target)
+        try:
+            with storage_errors(self.path):
+                tmp.write_text(text)
+                tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self.manifest = manifest
         self.n_committed = self.n_rows
         if self.new:
@@ -317,9 +392,16 @@ class StoreBase(abc.ABC):
         if self.new:
             self._close()
             remove_path(self.data_dir)
-        else:
+            return
+        self.n_rows = self.n_committed
+        try:
             self._rollback()
-            self.n_rows = self.n_committed
+        except Exception as exc:  # e.g. the disk is still full: the manifest is the commit
+            log.warning(
+                "%s: rows of the failed add stay on disk, unused, until the next add (%s)",
+                self.path,
+                storage_error(exc, self.path),
+            )
 
     def search(
         self, queries: np.ndarray, k: int, *, where: str | Filter | None = None

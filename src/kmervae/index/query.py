@@ -106,10 +106,53 @@ def embed_fasta(
     with tempfile.TemporaryDirectory(prefix=".kmervae-search-") as tmp:
         profiles = Path(tmp) / "profiles"
         profile_fasta([fasta], profiles, threads=threads or 1)
+        check_kmers(fasta, profiles, encoder.config.ks)
         out = Path(tmp) / "embeddings"
         embed_profiles(encoder, profiles, out, threads=threads, device="cpu")
         emb = open_embeddings(out)
-        return emb.ids(), np.array(emb.mu, dtype=np.float32)
+        names, mu = emb.ids(), np.array(emb.mu, dtype=np.float32)
+    check_finite_queries(fasta, names, mu)
+    return names, mu
+
+
+def check_kmers(fasta: str | Path, profiles: Path, ks: Sequence[int]) -> None:
+    """Refuse records of ``fasta`` (profiled into ``profiles``) without a single k-mer of
+    A/C/G/T for one of the model's ``ks``: empty records, runs of N, records shorter than
+    k. Their embedding would say nothing about them."""
+    from kmervae.io.dataset import open_dataset
+
+    ds = open_dataset(profiles)
+    empty = np.zeros(ds.n_rows, bool)
+    missing_k = np.zeros(ds.n_rows, np.int64)
+    for start in range(0, ds.n_rows, 65536):
+        block = np.asarray(ds.features[start : start + 65536], dtype=np.float32)
+        for k in sorted(ks, reverse=True):  # the largest k is the first to go missing
+            none = block[:, ds.layout.group_slice(k)].sum(axis=1) <= 0
+            new = none & ~empty[start : start + len(block)]
+            missing_k[start : start + len(block)][new] = k
+            empty[start : start + len(block)] |= none
+    if not empty.any():
+        return
+    bad = np.flatnonzero(empty)
+    first = int(bad[0])
+    ident = ds.ids()[first]
+    length = int(ds.lengths(first, first + 1)[0])
+    more = f"; {len(bad) - 1} more record(s) like it" if len(bad) > 1 else ""
+    k = int(missing_k[first])
+    raise InputError(
+        f"{fasta}: record {ident!r} (record {first + 1}, {length} bp) has no {k}-mer of "
+        f"A/C/G/T bases, so it has no embedding{more}"
+    )
+
+
+def check_finite_queries(source: str | Path, names: Sequence[str], x: np.ndarray) -> None:
+    """Refuse a query row with NaN or inf: it has no neighbours, whatever the filter."""
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InputError(
+            f"{source}: query {names[row]!r} (row {row + 1}) is not finite (NaN or inf)"
+        )
 
 
 def write_search_tsv(
@@ -140,14 +183,30 @@ def write_search_tsv(
     return lines
 
 
-def load_query_embeddings(path: str | Path, dim: int) -> tuple[list[str], np.ndarray]:
-    """Queries from a ``.npy`` (float (n, dim); named q1…qn) or an embedding store folder
-    (named by its ids)."""
+def load_query_embeddings(path: str | Path, store: StoreBase) -> tuple[list[str], np.ndarray]:
+    """Queries from a ``.npy`` (float (n, dim); named q1…qn; it carries no model, so it is
+    taken to be in the store's space) or an embedding store folder (named by its ids; its
+    model must be the store's).
+
+    Raises
+    ------
+    InputError
+        Not a float matrix or an embedding store, no rows, another dimension, another
+        model, a row with NaN or inf.
+    """
     path = Path(path)
+    dim = store.dim
     if path.is_dir():
         from kmervae.io.embeddings import open_embeddings
 
         emb = open_embeddings(path)
+        theirs, ours = emb.model_fingerprint, store.model_fingerprint
+        if ours and theirs != ours:
+            raise InputError(
+                f"{path}: embeddings of model {theirs[:12] or 'unknown'}, the store "
+                f"{store.path} holds model {ours[:12]} (different spaces; embed with the "
+                "store's model)"
+            )
         x = np.asarray(emb.mu, dtype=np.float32)
         names = emb.ids()
     else:
@@ -155,15 +214,19 @@ def load_query_embeddings(path: str | Path, dim: int) -> tuple[list[str], np.nda
             raise InputError(f"{path}: no such file")
         try:
             x = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:
             raise InputError(f"{path}: not a readable .npy file ({exc})") from None
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2 or x.dtype.kind != "f":
             raise InputError(f"{path}: expected a 2-D float array, got {x.ndim}-D {x.dtype}")
         names = [f"q{i + 1}" for i in range(x.shape[0])]
+    if x.shape[0] == 0:
+        raise InputError(f"{path}: no queries (0 rows)")
     if x.shape[1] != dim:
         raise InputError(
             f"{path}: dimension mismatch: {x.shape[1]}-dimensional queries, the store holds {dim}"
         )
-    return names, np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    check_finite_queries(path, names, x)
+    return names, x
