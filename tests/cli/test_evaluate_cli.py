@@ -335,5 +335,7 @@ def test_matrix_clusters_protocol(clustered, capsys):
     bad += ["--protocol", "clusters", "-o", str(out), "--force", "-q"]
     assert main([*bad, "--labels", str(clustered["tmp"] / "none.tsv")]) == 1
     assert "no such labels file" in capsys.readouterr().err
-    assert main([*bad, "--min-length", "-5"]) == 1
-    assert "minimum length must be 0 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*bad, "--min-length", "-5"])
+    assert exit_info.value.code == 2
+    assert "argument --min-length: must be >= 0" in capsys.readouterr().err

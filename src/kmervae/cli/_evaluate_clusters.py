@@ -7,6 +7,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from kmervae.cli._common import (
+    Bounded,
+    non_negative_int,
+    positive_int,
+    seed_type,
+    threads_type,
+)
 from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
 
 
@@ -21,7 +28,7 @@ def add_request_options(group: Any, *, matrix: bool) -> None:
     )
     group.add_argument(
         "--graph-k",
-        type=int,
+        type=positive_int,
         metavar="K",
         help="neighbours per contig in the clustering graph (default: the k of the graph the "
         "recipe's folder was made from, or 50)",
@@ -46,7 +53,7 @@ def add_clusters_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--min-length",
-        type=int,
+        type=non_negative_int,
         metavar="BP",
         help="unclustered contigs of at least BP count as evaluated (default: the folder's "
         "--min-length; for a plain TSV only the clustered contigs are evaluated)",
@@ -70,13 +77,15 @@ def add_clusters_options(parser: argparse.ArgumentParser) -> None:
     )
     base.add_argument(
         "--fit-rows",
-        type=int,
+        type=Bounded(int, 2),
         default=PCA_FIT_ROWS,
         metavar="N",
         help=f"PCA is fitted on a seeded sample of at most N rows (default {PCA_FIT_ROWS})",
     )
-    base.add_argument("--seed", type=int, default=42, help="seed of every sample (default 42)")
-    base.add_argument("-t", "--threads", type=int, default=0, help="CPU threads (0: all)")
+    base.add_argument(
+        "--seed", type=seed_type, default=42, help="seed of every sample (default 42)"
+    )
+    base.add_argument("-t", "--threads", type=threads_type, default=0, help="CPU threads (0: all)")
     parser.add_argument(
         "-o",
         "--output",

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kmervae.cli._common import LogFile, add_common_options, progress_bar
+from kmervae.cli._common import Bounded, LogFile, add_common_options, progress_bar, threads_type
 from kmervae.errors import KmervaeError
 from kmervae.io.atomic import check_writable
 from kmervae.io.dataset import open_dataset
@@ -19,6 +19,7 @@ from kmervae.io.embeddings import EmbeddingsWriter
 from kmervae.model.embed import (
     DEFAULT_BATCH_SIZE,
     DEVICES,
+    MAX_BATCH_SIZE,
     available_threads,
     embed_npy_stream,
     embed_profiles,
@@ -55,17 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--sigma", action="store_true", help="also write sigma = exp(logvar / 2)")
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=Bounded(int, 1, MAX_BATCH_SIZE),
         default=DEFAULT_BATCH_SIZE,
         metavar="N",
-        help=f"rows encoded at once (default: {DEFAULT_BATCH_SIZE})",
+        help=f"rows encoded at once, 1 to {MAX_BATCH_SIZE} (default: {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument(
         "-t",
         "--threads",
-        type=int,
+        type=threads_type,
         default=0,
-        help="CPU threads for the encoder (default: 0 = all cores)",
+        help="CPU threads for the encoder, 0 to 4096 (default: 0 = all cores)",
     )
     parser.add_argument(
         "--device",
@@ -78,13 +79,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads < 0:
-        raise KmervaeError(f"--threads must be >= 0, got {args.threads}")
     threads = args.threads or available_threads()
     if args.dataset == "-":
         return _run_pipe(args, threads)
     if args.output is None:
         raise KmervaeError("-o/--output is required (or give DATASET '-' for pipe mode)")
+    if not Path(args.model).exists():
+        raise KmervaeError(
+            f"{args.model}: no such model (expected a model folder, a .pt or a .onnx)"
+        )
     check_writable(args.output, args.force)
     dataset = open_dataset(args.dataset)
     bar = progress_bar(args, dataset.n_rows, unit="rows", desc="embed")

@@ -9,7 +9,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kmervae.cli._common import add_common_options
+from kmervae.cli._common import (
+    Bounded,
+    add_common_options,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    positive_int_list,
+    seed_type,
+    threads_type,
+)
 from kmervae.cli._evaluate_clusters import (
     add_clusters_options,
     add_request_options,
@@ -17,25 +26,16 @@ from kmervae.cli._evaluate_clusters import (
     format_clusters,
 )
 from kmervae.errors import KmervaeError
-from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
-from kmervae.io.atomic import atomic_file
+from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS, TRAINING_ROWS
+from kmervae.io.atomic import atomic_file, check_writable
 from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
 
+MAX_BOOTSTRAP = 1_000_000
+FIT_ROWS = Bounded(int, 2)
+
 MODEL_HELP = f"a model folder, checkpoint .pt or .onnx; or a baseline: {BASELINE_HELP}"
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"values must be positive, got {text!r}")
-    return values
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +48,10 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--fit-rows",
-        type=int,
+        type=FIT_ROWS,
         default=PCA_FIT_ROWS,
         metavar="N",
-        help=f"PCA is fitted on a seeded sample of at most N rows (default {PCA_FIT_ROWS})",
+        help=f"PCA is fitted on a seeded sample of at most N rows, N >= 2 (default {PCA_FIT_ROWS})",
     )
     group.add_argument(
         "--run",
@@ -60,30 +60,54 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
         help="a training run: if DATASET is its training data, only its validation rows are "
         "used (found automatically for MODEL = RUN_DIR/model)",
     )
-    group.add_argument("--seed", type=int, default=42, help="seed of every sample (default 42)")
-    group.add_argument("-t", "--threads", type=int, default=0, help="CPU threads (0: all)")
-    group.add_argument("--json", type=Path, metavar="FILE", help="also write the full result")
+    group.add_argument(
+        "--training-rows",
+        choices=TRAINING_ROWS,
+        default="refuse",
+        help="rows of DATASET that MODEL was trained on (found through the training data its "
+        "model folder or run records, matched by id): refuse (default) stops with an "
+        "error, exclude leaves them out with a warning, include scores them anyway (the "
+        "scores are then not held-out scores)",
+    )
+    group.add_argument(
+        "--seed", type=seed_type, default=42, help="seed of every sample (default 42)"
+    )
+    group.add_argument("-t", "--threads", type=threads_type, default=0, help="CPU threads (0: all)")
+    group.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the full result (refused if it exists, unless --force)",
+    )
 
 
 def _add_fidelity_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fidelity protocol")
     group.add_argument(
         "--pool-size",
-        type=int,
+        type=Bounded(int, 2),
         default=None,
         metavar="N",
         help="pool rows, a seeded sample of the held-out rows (default 50000, or all held-out "
         "rows if fewer; asking for more than there are is an error)",
     )
-    group.add_argument("--queries", type=int, default=100, help="queries (default 100)")
     group.add_argument(
-        "--neighbours", type=int, default=50, help="neighbours per query (default 50)"
+        "--queries", type=positive_int, default=100, help="queries, >= 1 (default 100)"
+    )
+    group.add_argument(
+        "--neighbours",
+        type=positive_int,
+        default=50,
+        help="neighbours per query, >= 1 (default 50)",
     )
     group.add_argument(
         "--metric", choices=("euclidean", "cosine"), default="euclidean", help="(default euclidean)"
     )
     group.add_argument(
-        "--bootstrap", type=int, default=1000, help="bootstrap resamples of queries (default 1000)"
+        "--bootstrap",
+        type=Bounded(int, 0, MAX_BOOTSTRAP),
+        default=1000,
+        help=f"bootstrap resamples of queries, 0 (no intervals) to {MAX_BOOTSTRAP} (default 1000)",
     )
 
 
@@ -104,7 +128,9 @@ def _add_taxonomy_options(parser: argparse.ArgumentParser, *, matrix: bool = Fal
     group.add_argument(
         "--ranks", help="comma-separated rank columns (default: all columns of --labels)"
     )
-    group.add_argument("--k", type=_int_list, default=(1, 5, 10, 50), help="default 1,5,10,50")
+    group.add_argument(
+        "--k", type=positive_int_list, default=(1, 5, 10, 50), help="each >= 1; default 1,5,10,50"
+    )
     group.add_argument(
         "--exclude-same",
         metavar="RANK",
@@ -112,7 +138,7 @@ def _add_taxonomy_options(parser: argparse.ArgumentParser, *, matrix: bool = Fal
     )
     group.add_argument(
         "--length-bins",
-        type=_int_list,
+        type=positive_int_list,
         default=(2000, 5000, 10000, 20000),
         metavar="BP,BP,...",
         help="contig-length bin edges (default 2000,5000,10000,20000)",
@@ -126,7 +152,7 @@ def _add_taxonomy_options(parser: argparse.ArgumentParser, *, matrix: bool = Fal
     group.add_argument("--reference-labels", metavar="TSV", help="labels of the reference's ids")
     group.add_argument(
         "--distance-threshold",
-        type=float,
+        type=non_negative_float,
         metavar="D",
         help="with --reference: how often the nearest reference is closer than this",
     )
@@ -142,7 +168,10 @@ def _add_taxonomy_options(parser: argparse.ArgumentParser, *, matrix: bool = Fal
         ),
     )
     group.add_argument(
-        "--max-queries", type=int, metavar="N", help="a seeded sample of N queries (default all)"
+        "--max-queries",
+        type=positive_int,
+        metavar="N",
+        help="a seeded sample of N >= 1 queries (default all)",
     )
     if not matrix:
         group.add_argument(
@@ -200,7 +229,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("model", metavar="MODEL", help="a model folder or checkpoint .pt")
     rec.add_argument("dataset", metavar="DATASET", help="profile dataset (held-out rows)")
     rec.add_argument(
-        "--max-rows", type=int, default=50_000, help="seeded sample of rows (default 50000)"
+        "--max-rows",
+        type=positive_int,
+        default=50_000,
+        help="seeded sample of N >= 1 rows (default 50000)",
     )
     _add_source_options(rec)
     add_common_options(rec)
@@ -245,13 +277,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_taxonomy_options(mat, matrix=True)
     rec_group = mat.add_argument_group("reconstruction (matrix)")
     rec_group.add_argument(
-        "--max-rows", type=int, default=50_000, help="seeded sample of rows (default 50000)"
+        "--max-rows",
+        type=positive_int,
+        default=50_000,
+        help="seeded sample of N >= 1 rows (default 50000)",
     )
     clu_group = mat.add_argument_group("clusters (matrix)")
     add_request_options(clu_group, matrix=True)
     clu_group.add_argument(
         "--min-length",
-        type=int,
+        type=non_negative_int,
         metavar="BP",
         help="cluster only held-out contigs at least this long (default: the request's)",
     )
@@ -266,8 +301,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _source(args: argparse.Namespace, spec: str) -> Any:
     from kmervae.evaluate.runner import Source
 
-    if args.fit_rows < 2:
-        raise KmervaeError("--fit-rows must be at least 2")
     return Source(
         spec=spec,
         fit=args.fit,
@@ -275,6 +308,7 @@ def _source(args: argparse.Namespace, spec: str) -> Any:
         run_dir=args.training_run,
         seed=args.seed,
         threads=args.threads or None,
+        training_rows=getattr(args, "training_rows", "refuse"),
     )
 
 
@@ -343,17 +377,33 @@ def _ranks(args: argparse.Namespace) -> list[str] | None:
     return [r.strip() for r in args.ranks.split(",")] if args.ranks else None
 
 
+def _check_before_work(args: argparse.Namespace) -> None:
+    """Outputs that may not be replaced, and named inputs that do not exist, stop the
+    command before any model or dataset is loaded."""
+    from kmervae.evaluate.matrix import matrix_paths
+
+    outputs = list(matrix_paths(args.output)) if args.protocol == "matrix" else [args.json]
+    for path in outputs:
+        if path is not None:
+            check_writable(path, args.force)
+    run_dir = getattr(args, "training_run", None)
+    if run_dir is not None and not (Path(run_dir) / "run.json").is_file():
+        raise KmervaeError(f"{run_dir}: not a training run (no run.json)")
+    named = [getattr(args, "dataset", None), *(getattr(args, "datasets", None) or [])]
+    named += [getattr(args, "fit", None)]
+    for path in named:
+        if path is not None and not Path(path).exists():
+            raise KmervaeError(f"{path}: no such dataset")
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.threads < 0:
-        raise KmervaeError(f"--threads must be >= 0, got {args.threads}")
+    _check_before_work(args)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     if args.protocol == "matrix":
         return _run_matrix(args)
-    if args.json is not None and args.json.exists() and not args.force:
-        raise KmervaeError(f"{args.json} already exists (use --force to replace it)")
     if args.protocol == "clusters":
         return _run_clusters(args)
     result = _run_one(args, args.protocol, args.model, args.dataset, 0)
@@ -428,8 +478,6 @@ def _check_matrix_clusters(args: argparse.Namespace) -> dict[str, Any] | None:
     for labels in args.labels_per_dataset or ([args.labels] if args.labels else []):
         if not Path(labels).is_file():
             raise KmervaeError(f"{labels}: no such labels file")
-    if args.graph_k is not None and args.graph_k < 1:
-        raise KmervaeError(f"--graph-k must be at least 1, got {args.graph_k}")
     request, k = (
         read_cluster_request(args.cluster_request) if args.cluster_request else (None, None)
     )
@@ -447,8 +495,6 @@ def _run_clusters(args: argparse.Namespace) -> int:
     from kmervae.evaluate.cluster_inputs import read_cluster_request
     from kmervae.evaluate.runner import run_clusters
 
-    if args.graph_k is not None and args.graph_k < 1:
-        raise KmervaeError(f"--graph-k must be at least 1, got {args.graph_k}")
     baselines = [_source(args, spec) for spec in baseline_specs(args.baselines or [])]
     request, k = (
         read_cluster_request(args.cluster_request) if args.cluster_request else (None, None)

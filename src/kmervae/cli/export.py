@@ -6,8 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import add_common_options
+from kmervae.cli._common import Bounded, add_common_options
 from kmervae.io.atomic import check_writable
+from kmervae.model.onnx_runtime import MAX_OPSET, MIN_OPSET
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--onnx", required=True, type=Path, metavar="OUT.onnx", help="ONNX file to write"
     )
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    parser.add_argument(
+        "--opset",
+        type=Bounded(int, MIN_OPSET, MAX_OPSET),
+        default=17,
+        help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default: 17); the file written carries "
+        "exactly this opset, or nothing is written",
+    )
     parser.add_argument(
         "--no-verify",
         dest="verify",

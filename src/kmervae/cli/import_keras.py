@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import add_common_options, int_list
+from kmervae.cli._common import BoundedList, add_common_options
+from kmervae.errors import KmervaeError
 from kmervae.io.atomic import check_writable
 from kmervae.provenance import run_provenance
 
@@ -32,10 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--ks",
-        type=int_list,
+        type=BoundedList(int, 1, 6),
         default=None,
         metavar="K,K,…",
-        help="k-groups of the input columns, in order (default: inferred from the width)",
+        help="k-groups of the input columns (each 1 to 6, distinct), in order (default: "
+        "inferred from the width)",
     )
     parser.add_argument("--name", default=None, help="model name for the card (default: file stem)")
     add_common_options(parser)
@@ -46,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from kmervae.model.files import save_model
     from kmervae.model.keras_import import import_keras_encoder
 
+    if args.ks is not None and len(set(args.ks)) != len(args.ks):
+        raise KmervaeError(f"--ks {','.join(map(str, args.ks))}: each k-group may appear once")
+    if not args.keras.is_file():
+        raise KmervaeError(f"{args.keras}: no such file")
     check_writable(args.output, args.force)
     provenance = run_provenance(args.argv)
     imported = import_keras_encoder(

@@ -8,3 +8,5 @@ torch (so they live here, not in the modules that compute).
 PCA_FIT_ROWS = 100_000
 #: the baseline names every protocol accepts in place of a model path
 BASELINE_HELP = "clr, tetra, clrK,K,... (e.g. clr5,4,3,2,1), pca-N (e.g. pca-384)"
+#: what evaluation does with evaluated rows the model was trained on (``--training-rows``)
+TRAINING_ROWS = ("refuse", "exclude", "include")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kmervae.errors import InputError
+from kmervae.errors import InputError, KmervaeError
 from kmervae.io.dataset import ProfileDataset
 from kmervae.model.data import random_split
 
@@ -102,3 +102,224 @@ def sample_rows(rows: np.ndarray, count: int | None, seed: int) -> np.ndarray:
         return np.asarray(rows)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(rows, count, replace=False))
+
+
+# -- rows the model was trained on ---------------------------------------------------------
+
+
+@dataclass
+class TrainingRecord:
+    """What a model records about its training data.
+
+    ``path``, ``n_rows``, ``ids_sha256``: the training dataset. ``split``: the seed and
+    validation fraction of the random split that held part of it out, or None when every
+    row was trained on (a separate validation dataset) or when that is not recorded
+    (``split_known`` False). ``where``: the file the record was read from.
+    """
+
+    path: str | None
+    n_rows: int | None
+    ids_sha256: str | None
+    split: dict[str, Any] | None
+    split_known: bool
+    where: str
+
+
+@dataclass
+class TrainingOverlap:
+    """Evaluated rows that are training rows: sorted int64 ``rows`` of the evaluated dataset
+    (None: the dataset was built from the training data but the rows cannot be told apart),
+    the ``record`` they were found through and one ``example`` id."""
+
+    rows: np.ndarray | None
+    record: TrainingRecord
+    example: str = ""
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _run_of(model_path: Path, run_dir: str | Path | None) -> Path | None:
+    if run_dir is not None:
+        return Path(run_dir)
+    for candidate in (
+        model_path.parent,
+        model_path.parent.parent,
+    ):  # RUN/model, RUN/checkpoints/x.pt
+        if (candidate / "run.json").is_file():
+            return candidate
+    return None
+
+
+def training_record(
+    model_path: str | Path, *, run_dir: str | Path | None = None
+) -> TrainingRecord | None:
+    """The training data of a model: from its training run's ``run.json`` (given, or beside
+    the model) or else from the ``training_data`` of its model card; None when neither
+    records it (an imported or exported model, a folder written by hand)."""
+    model_path = Path(model_path)
+    run = _run_of(model_path, run_dir)
+    info = _read_json(run / "run.json") if run is not None else None
+    if run is not None and info is not None and isinstance(info.get("dataset"), dict):
+        ds = info["dataset"]
+        separate = "validation" in ds
+        return TrainingRecord(
+            ds.get("path"),
+            ds.get("n_rows"),
+            ds.get("ids_sha256"),
+            None if separate else info.get("split"),
+            True,
+            str(run / "run.json"),
+        )
+    card = _read_json(model_path / "card.json") if model_path.is_dir() else None
+    data = (card or {}).get("training_data")
+    if not isinstance(data, dict) or not data.get("ids_sha256"):
+        return None
+    training = (card or {}).get("training") or {}
+    split = None
+    if "validation" in data and not data["validation"] and "val_fraction" in training:
+        split = {"seed": training.get("seed"), "val_fraction": training.get("val_fraction")}
+    return TrainingRecord(
+        data.get("path"),
+        data.get("n_rows"),
+        data.get("ids_sha256"),
+        split,
+        "validation" in data,
+        str(model_path / "card.json"),
+    )
+
+
+def _ids_sha256(dataset: ProfileDataset) -> str | None:
+    sha = dataset.manifest.get("ids_sha256")
+    if sha is None and dataset.kind == "legacy":
+        from kmervae.provenance import file_sha256
+
+        sha = file_sha256(dataset.ids_path)
+    return str(sha) if sha else None
+
+
+def _trained_rows(n_rows: int, record: TrainingRecord) -> np.ndarray:
+    """Rows of the training dataset the model was fitted on (all when not known better)."""
+    if record.split is None:
+        return np.arange(n_rows)
+    return random_split(
+        n_rows, float(record.split["val_fraction"]), int(record.split["seed"])
+    ).train
+
+
+def training_overlap(
+    dataset: ProfileDataset,
+    rows: np.ndarray,
+    record: TrainingRecord,
+) -> TrainingOverlap | None:
+    """Which of ``rows`` (sorted int64 row indices of ``dataset``) the model was trained on.
+
+    A row counts when its id and its length equal those of a trained row of the recorded
+    training dataset (so contigs of another assembly that happen to share an id do not).
+    Returns None, after a warning, when the training data cannot be read back or has
+    changed since (the check is then not made).
+    """
+    from kmervae.io.dataset import open_dataset
+    from kmervae.io.ids import id_hashes
+
+    sha = _ids_sha256(dataset)
+    if sha is not None and sha == record.ids_sha256 and dataset.n_rows == record.n_rows:
+        trained = _trained_rows(dataset.n_rows, record)
+        hit = rows[np.isin(rows, trained)]
+        return TrainingOverlap(hit, record, dataset.id_of_row(int(hit[0])) if len(hit) else "")
+    inputs = (dataset.manifest.get("provenance") or {}).get("inputs") or []
+    made_from = [
+        i for i in inputs if isinstance(i, dict) and i.get("ids_sha256") == record.ids_sha256
+    ]
+    path = Path(record.path) if record.path else None
+    training = None
+    if path is not None and path.exists():
+        try:
+            training = open_dataset(path)
+        except KmervaeError as exc:
+            log.warning("cannot read the training data %s (%s)", path, exc)
+    if training is None or (_ids_sha256(training), training.n_rows) != (
+        record.ids_sha256,
+        record.n_rows,
+    ):
+        if made_from:  # built from the training data, but its rows cannot be matched
+            return TrainingOverlap(None, record, "")
+        log.warning(
+            "the training data recorded in %s (%s) is %s: cannot check that %s holds no "
+            "training rows",
+            record.where,
+            record.path,
+            "missing" if training is None else "changed since",
+            dataset.path,
+        )
+        return None
+    trained = _trained_rows(training.n_rows, record)
+    # ids hashed (64 bit), candidates confirmed on the ids and the lengths
+    train_hashes = np.empty(training.n_rows, np.uint64)
+    start = 0
+    for block in training.iter_ids():
+        train_hashes[start : start + len(block)] = id_hashes(block)
+        start += len(block)
+    train_hashes = train_hashes[trained]
+    eval_hashes = np.empty(dataset.n_rows, np.uint64)
+    start = 0
+    for block in dataset.iter_ids():
+        eval_hashes[start : start + len(block)] = id_hashes(block)
+        start += len(block)
+    candidates = rows[np.isin(eval_hashes[rows], train_hashes)]
+    if len(candidates) == 0:
+        return TrainingOverlap(candidates, record)
+    wanted = set(eval_hashes[candidates].tolist())
+    train_lengths = training.lengths()
+    trained_set = np.zeros(training.n_rows, bool)
+    trained_set[trained] = True
+    by_id: dict[str, int] = {}
+    start = 0
+    for block in training.iter_ids():
+        hashes = id_hashes(block)
+        for offset in np.flatnonzero(np.isin(hashes, list(wanted))):
+            if trained_set[start + offset]:
+                by_id[block[offset]] = int(train_lengths[start + offset])
+        start += len(block)
+    lengths = dataset.lengths()
+    names = _ids_of_rows(dataset, candidates)
+    keep = [
+        i
+        for i, (r, name) in enumerate(zip(candidates, names, strict=True))
+        if by_id.get(name) == int(lengths[r])
+    ]
+    return TrainingOverlap(candidates[keep], record, names[keep[0]] if keep else "")
+
+
+def _ids_of_rows(dataset: ProfileDataset, rows: np.ndarray) -> list[str]:
+    """The ids of the sorted ``rows``, in one pass over the ids file."""
+    out: list[str] = []
+    start = 0
+    at = 0
+    for block in dataset.iter_ids():
+        stop = start + len(block)
+        while at < len(rows) and rows[at] < stop:
+            out.append(block[int(rows[at]) - start])
+            at += 1
+        start = stop
+    return out
+
+
+def recorded_validation(dataset: ProfileDataset, record: TrainingRecord) -> HeldOut | None:
+    """When ``dataset`` is the model's training data and the record says how it was split:
+    the validation rows of that seeded split (None otherwise)."""
+    same = _ids_sha256(dataset) == record.ids_sha256 and dataset.n_rows == record.n_rows
+    if not (same and record.split is not None):
+        return None
+    seed, fraction = int(record.split["seed"]), float(record.split["val_fraction"])
+    rows = random_split(dataset.n_rows, fraction, seed).validation
+    return HeldOut(
+        rows,
+        f"the validation part recorded in {record.where} ({len(rows)} of {dataset.n_rows} "
+        f"rows, seed {seed})",
+    )

@@ -244,6 +244,14 @@ def matrix_markdown(
     return "\n".join(lines) + "\n"
 
 
+def matrix_paths(output: str | Path) -> tuple[Path, Path]:
+    """``OUTPUT.md`` and ``OUTPUT.json`` (a ``.md`` or ``.json`` suffix on ``output`` is
+    dropped)."""
+    output = Path(output)
+    stem = output.with_suffix("") if output.suffix in (".md", ".json") else output
+    return stem.with_name(stem.name + ".md"), stem.with_name(stem.name + ".json")
+
+
 def write_matrix(
     output: str | Path,
     protocol: str,
@@ -255,9 +263,7 @@ def write_matrix(
     overwrite: bool = False,
 ) -> tuple[Path, Path]:
     """Write ``OUTPUT.md`` and ``OUTPUT.json`` (a suffix on ``output`` is dropped)."""
-    output = Path(output)
-    stem = output.with_suffix("") if output.suffix in (".md", ".json") else output
-    md, js = stem.with_name(stem.name + ".md"), stem.with_name(stem.name + ".json")
+    md, js = matrix_paths(output)
     record = {
         "protocol": protocol,
         "models": list(models),

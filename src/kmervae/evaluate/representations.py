@@ -101,7 +101,15 @@ def represent_rows(
     out = np.empty((len(rows), rep.dim), np.float32)
     for start in range(0, len(rows), block_rows):
         part = rows[start : start + block_rows]
-        out[start : start + len(part)] = rep.transform(read_rows(dataset, columns, part))
+        x = read_rows(dataset, columns, part)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            row = int(part[np.flatnonzero(~finite)[0]])
+            raise InputError(
+                f"{dataset.path}: row {row + 1} (id {dataset.id_of_row(row)}) has NaN or "
+                "infinite features"
+            )
+        out[start : start + len(part)] = rep.transform(x)
         if progress is not None:
             progress(len(part))
     return out

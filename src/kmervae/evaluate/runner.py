@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.evaluate import PCA_FIT_ROWS
+from kmervae.evaluate import PCA_FIT_ROWS, TRAINING_ROWS
 from kmervae.evaluate.cluster_inputs import (
     cluster_representation,
     cluster_request,
@@ -24,7 +24,14 @@ from kmervae.evaluate.cluster_inputs import (
     request_min_length,
 )
 from kmervae.evaluate.fidelity import evaluate_fidelity
-from kmervae.evaluate.holdout import HeldOut, held_out_rows, sample_rows
+from kmervae.evaluate.holdout import (
+    HeldOut,
+    held_out_rows,
+    recorded_validation,
+    sample_rows,
+    training_overlap,
+    training_record,
+)
 from kmervae.evaluate.labels import align_labels, read_clustering, read_labels
 from kmervae.evaluate.representations import (
     Representation,
@@ -46,6 +53,9 @@ class Source:
     ``spec``: a model path or a baseline name. ``fit``: the dataset PCA baselines are fitted
     on (a training or reference set; default: the evaluated dataset, with a warning).
     ``run_dir``: a training run whose validation rows are the held-out part of its data.
+    ``training_rows``: what to do with evaluated rows the model was trained on (see
+    :func:`kmervae.evaluate.holdout.training_overlap`): ``refuse`` (stop with an error),
+    ``exclude`` (leave them out, with a warning) or ``include`` (score them, with a warning).
     """
 
     spec: str
@@ -54,6 +64,7 @@ class Source:
     run_dir: str | None = None
     seed: int = 42
     threads: int | None = None
+    training_rows: str = "refuse"
 
 
 _FITTED: dict[tuple[str, str, int, str, int, int], Representation] = {}
@@ -95,8 +106,60 @@ def _open(source: Source, dataset: ProfileDataset) -> Representation:
 
 
 def _held_out(source: Source, dataset: ProfileDataset) -> HeldOut:
-    model_path = None if is_baseline(source.spec) else source.spec
-    return held_out_rows(dataset, run_dir=source.run_dir, model_path=model_path)
+    """The held-out rows of ``dataset``, less (or refusing) rows the model was trained on."""
+    if source.training_rows not in TRAINING_ROWS:
+        raise KmervaeError(
+            f"training_rows {source.training_rows!r}: use one of {', '.join(TRAINING_ROWS)}"
+        )
+    if is_baseline(source.spec):
+        return held_out_rows(dataset, run_dir=source.run_dir)
+    held = held_out_rows(dataset, run_dir=source.run_dir, model_path=source.spec)
+    record = training_record(source.spec, run_dir=source.run_dir)
+    if record is None:
+        log.warning(
+            "%s records no training data (no run.json beside it, no training_data in its "
+            "card): cannot check that %s holds none of its training rows",
+            source.spec,
+            dataset.path,
+        )
+        return held
+    if len(held.rows) == dataset.n_rows:  # no run said which rows were held out
+        held = recorded_validation(dataset, record) or held
+    overlap = training_overlap(dataset, held.rows, record)
+    if overlap is None or (overlap.rows is not None and len(overlap.rows) == 0):
+        return held
+    if overlap.rows is None:
+        what = (
+            f"{dataset.path} was built from the training data of {source.spec} "
+            f"({record.path}) and its rows cannot be told apart from it"
+        )
+        if source.training_rows == "include":
+            log.warning("%s; scoring every row (--training-rows include)", what)
+            return held
+        raise InputError(f"{what}; evaluate a held-out dataset, or --training-rows include")
+    n, total = len(overlap.rows), len(held.rows)
+    what = (
+        f"{dataset.path}: {n} of {total} evaluated rows (e.g. {overlap.example}) are training "
+        f"rows of {source.spec} (trained on {record.path}, recorded in {record.where})"
+    )
+    if source.training_rows == "include":
+        log.warning("%s; scored anyway (--training-rows include): not held-out scores", what)
+        return HeldOut(held.rows, held.source + f", {n} of them training rows")
+    if source.training_rows == "exclude":
+        rows = np.setdiff1d(held.rows, overlap.rows)
+        log.warning("%s; left out (--training-rows exclude): %d rows remain", what, len(rows))
+        if len(rows) == 0:
+            raise InputError(f"{what}: no held-out row is left")
+        return HeldOut(rows, held.source + f", less {n} training rows: {len(rows)} rows")
+    hint = (
+        "; give --run RUN_DIR to use the validation rows of its training run"
+        if not record.split_known and n == total
+        else ""
+    )
+    raise InputError(
+        f"{what}: scores on them are not held out; evaluate held-out data, or use "
+        f"--training-rows exclude (or include){hint}"
+    )
 
 
 def _header(rep: Representation, dataset: ProfileDataset, held: HeldOut) -> dict[str, Any]:

@@ -20,6 +20,7 @@ written under a temporary name and renamed into place when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -77,17 +78,39 @@ class EmbeddingsWriter:
         self.tmp = temporary_name(self.path)
         remove_path(self.tmp)
         self.tmp.mkdir()
-        self._mu = NpyStreamWriter(self.tmp / "embeddings.npy", np.float32, (self.latent,))
-        self._sigma = (
-            NpyStreamWriter(self.tmp / "sigma.npy", np.float32, (self.latent,)) if sigma else None
-        )
-        self._columns = {
-            name: NpyStreamWriter(self.tmp / f"{name}.npy", ROW_COLUMNS[name])
-            for name in ROW_COLUMNS
-            if name in columns
-        }
-        self._ids = open(self.tmp / "ids.txt", "wb")  # noqa: SIM115 - closed in close()/abort()
+        self._sigma: NpyStreamWriter | None = None
+        self._columns: dict[str, NpyStreamWriter] = {}
+        self._ids: Any = None
+        try:
+            with self._writing():
+                self._mu = NpyStreamWriter(self.tmp / "embeddings.npy", np.float32, (self.latent,))
+                if sigma:
+                    self._sigma = NpyStreamWriter(
+                        self.tmp / "sigma.npy", np.float32, (self.latent,)
+                    )
+                for name in ROW_COLUMNS:
+                    if name in columns:
+                        self._columns[name] = NpyStreamWriter(
+                            self.tmp / f"{name}.npy", ROW_COLUMNS[name]
+                        )
+                self._ids = open(self.tmp / "ids.txt", "wb")  # noqa: SIM115 - closed in close()
+        except BaseException:
+            self.abort()
+            raise
         self._ids_digest = hashlib.sha256()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """An OSError raised by write() without a file name (a full disk: ENOSPC) becomes a
+        one-line error that names the store."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise KmervaeError(
+                f"{self.path}: cannot write the embedding store ({exc.strerror or exc})"
+            ) from None
 
     @property
     def directory(self) -> Path:
@@ -104,15 +127,17 @@ class EmbeddingsWriter:
             raise ValueError("append: sigma given to a store without it, or missing")
         if set(columns) != set(self._columns):
             raise ValueError(f"append: columns {sorted(columns)}, expected {sorted(self._columns)}")
-        self._mu.write(mu)
-        if self._sigma is not None and sigma is not None:
-            if sigma.shape != mu.shape:
-                raise ValueError(f"append: sigma {sigma.shape} for mu {mu.shape}")
-            self._sigma.write(sigma)
+        if sigma is not None and sigma.shape != mu.shape:
+            raise ValueError(f"append: sigma {sigma.shape} for mu {mu.shape}")
         for name, values in columns.items():
             if values.shape != (n,):
                 raise ValueError(f"append: {name} has shape {values.shape}, expected ({n},)")
-            self._columns[name].write(values)
+        with self._writing():
+            self._mu.write(mu)
+            if self._sigma is not None and sigma is not None:
+                self._sigma.write(sigma)
+            for name, values in columns.items():
+                self._columns[name].write(values)
         self.n_rows += n
 
     def append_ids(self, ids: list[str]) -> None:
@@ -121,7 +146,8 @@ class EmbeddingsWriter:
             return
         text = ("\n".join(ids) + "\n").encode()
         self._ids_digest.update(text)
-        self._ids.write(text)
+        with self._writing():
+            self._ids.write(text)
         self.n_ids += len(ids)
 
     def close(self, manifest: dict[str, Any] | None = None) -> Path:
@@ -129,9 +155,10 @@ class EmbeddingsWriter:
         store into place; returns its path."""
         if self.n_ids != self.n_rows:
             raise KmervaeError(f"{self.path}: {self.n_ids} ids for {self.n_rows} embedding rows")
-        self._ids.close()
-        for writer in self._writers():
-            writer.close()
+        with self._writing():
+            self._ids.close()
+            for writer in self._writers():
+                writer.close()
         record = {
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
@@ -143,20 +170,26 @@ class EmbeddingsWriter:
             "ids_sha256": self._ids_digest.hexdigest(),
             **(manifest or {}),
         }
-        (self.tmp / "manifest.json").write_text(json.dumps(record, indent=2) + "\n")
+        with self._writing():
+            (self.tmp / "manifest.json").write_text(json.dumps(record, indent=2) + "\n")
         replace_path(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
-        """Discard everything written so far."""
-        self._ids.close()
+        """Discard everything written so far (closing a file on a full disk may fail again:
+        the temporary folder goes all the same)."""
+        if self._ids is not None:
+            with contextlib.suppress(OSError):
+                self._ids.close()
         for writer in self._writers():
-            writer.abort()
+            with contextlib.suppress(OSError):
+                writer.abort()
         remove_path(self.tmp)
 
     def _writers(self) -> list[NpyStreamWriter]:
         extra = [self._sigma] if self._sigma is not None else []
-        return [self._mu, *extra, *self._columns.values()]
+        mu = [self._mu] if hasattr(self, "_mu") else []
+        return [*mu, *extra, *self._columns.values()]
 
     def __enter__(self) -> EmbeddingsWriter:
         return self

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: rows per block: measured best on a 2-core AVX-512 CPU for the reference model
 #: (benchmarks/embed_speed.py); larger blocks fall out of cache, smaller ones pay overhead
 DEFAULT_BATCH_SIZE = 1024
+#: the largest block: 2^20 rows of the reference 2772 features are 11 GB of float32
+MAX_BATCH_SIZE = 1 << 20
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -293,8 +295,8 @@ def _open_model(
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise KmervaeError(f"batch size must be at least 1, got {batch_size}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise KmervaeError(f"batch size must be 1 to {MAX_BATCH_SIZE}, got {batch_size}")
 
 
 def embed_profiles(
@@ -362,8 +364,9 @@ def embed_profiles(
         raise InputError(f"{ds.path}: the dataset has no rows; nothing to embed")
     threads = threads or available_threads()
     encoder = _open_model(model, device, threads)
-    blocks = DatasetBlocks(ds, encoder.config.ks, batch_size)
     model_record = describe_encoder(encoder)
+    _check_layout(ds, encoder.config, model_record["path"] or type(encoder).__name__)
+    blocks = DatasetBlocks(ds, encoder.config.ks, batch_size)
     with EmbeddingsWriter(
         output,
         encoder.config.latent,
@@ -407,6 +410,19 @@ def embed_profiles(
     return EmbedSummary(
         output, n, encoder.config.latent, seconds, model_record["backend"], sigma, blocks.sha256
     )
+
+
+def _check_layout(ds: ProfileDataset, config: VAEConfig, model_name: str) -> None:
+    """The dataset must hold every k-group the model reads; one line naming both if not."""
+    try:
+        ds.layout.subset_columns(tuple(config.ks))
+    except ValueError:
+        raise InputError(
+            f"{ds.path}: the dataset has k-groups {','.join(map(str, ds.layout.ks))} "
+            f"({ds.layout.n_features} features) but the model {model_name} needs k-groups "
+            f"{','.join(map(str, config.ks))} ({config.n_features} features): another "
+            "feature layout"
+        ) from None
 
 
 def _dataset_record(ds: ProfileDataset, data_sha256: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from kmervae._version import __version__
-from kmervae.errors import InputError
+from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
 from kmervae.model.config import VAEConfig
 from kmervae.model.vae import VAE, Decoder, Encoder
@@ -62,7 +62,10 @@ def save_model(
             parts = ["encoder"]
             state = {f"encoder.{k}": v for k, v in model.state_dict().items()}
         tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        try:
+            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        except SafetensorError as exc:  # its I/O errors (a full disk) are not OSErrors
+            raise KmervaeError(f"{directory}: cannot write the weights ({exc})") from None
         config = {
             "format": MODEL_FORMAT,
             "schema_version": MODEL_SCHEMA,
@@ -73,10 +76,23 @@ def save_model(
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         card = dict(card or {})
+        training_data = card.get("training_data")
+        if isinstance(training_data, dict) and training_data.get("path"):
+            # absolute, so evaluate finds the training data (and its ids) from anywhere
+            card["training_data"] = {
+                **training_data,
+                "path": str(Path(training_data["path"]).absolute()),
+            }
         card.setdefault("kmervae_version", __version__)
         card["weights_sha256"] = file_sha256(tmp / "model.safetensors")
         (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card_markdown(model.config, parts, card))
+    except OSError as exc:
+        remove_path(tmp)
+        if exc.filename is not None:
+            raise
+        # ENOSPC and friends on write() name no file
+        raise KmervaeError(f"{directory}: cannot write the model ({exc.strerror or exc})") from None
     except BaseException:
         remove_path(tmp)
         raise
@@ -140,7 +156,7 @@ def load_model(path: str | Path) -> LoadedModel:
         )
     try:
         meta = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}/config.json: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise InputError(f"{path}: config.json is not a kmervae model config")
@@ -149,7 +165,10 @@ def load_model(path: str | Path) -> LoadedModel:
             f"{path}: model schema {meta['schema_version']} is newer than this "
             f"kmervae ({__version__}) reads; upgrade kmervae"
         )
-    config = VAEConfig.from_json(meta["model"])
+    try:
+        config = VAEConfig.from_json(meta["model"])
+    except (KeyError, TypeError, ValueError, KmervaeError) as exc:
+        raise InputError(f"{path}/config.json: no usable model config ({exc})") from None
     weights = path / "model.safetensors"
     try:
         state = load_file(str(weights))
@@ -163,7 +182,12 @@ def load_model(path: str | Path) -> LoadedModel:
         _load_part(decoder, state, "decoder", weights)
     card: dict[str, Any] = {}
     if (path / "card.json").is_file():
-        card = json.loads((path / "card.json").read_text())
+        try:
+            card = json.loads((path / "card.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}/card.json: not valid JSON ({exc})") from None
+        if not isinstance(card, dict):
+            raise InputError(f"{path}/card.json: not a model card (a JSON object)")
     return LoadedModel(
         config,
         encoder.eval(),

@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -150,22 +151,26 @@ def read_keras_archive(path: Path) -> tuple[dict[str, Any], dict[str, Any], byte
             f"{path}: not a Keras 3 .keras file (not a zip archive; legacy Keras 2 .h5 files "
             "are not supported)"
         )
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        for member in ("config.json", "model.weights.h5"):
-            if member not in names:
-                raise InputError(f"{path}: not a Keras 3 .keras file (no {member} in the zip)")
-        try:
-            graph = json.loads(archive.read("config.json"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: config.json is not valid JSON ({exc})") from None
-        metadata: dict[str, Any] = {}
-        if "metadata.json" in names:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            for member in ("config.json", "model.weights.h5"):
+                if member not in names:
+                    raise InputError(f"{path}: not a Keras 3 .keras file (no {member} in the zip)")
             try:
-                metadata = json.loads(archive.read("metadata.json"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                log.warning("%s: metadata.json is not valid JSON; ignored", path)
-        weights = archive.read("model.weights.h5")
+                graph = json.loads(archive.read("config.json"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InputError(f"{path}: config.json is not valid JSON ({exc})") from None
+            metadata: dict[str, Any] = {}
+            if "metadata.json" in names:
+                try:
+                    metadata = json.loads(archive.read("metadata.json"))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    log.warning("%s: metadata.json is not valid JSON; ignored", path)
+            weights = archive.read("model.weights.h5")
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        # a damaged or truncated archive: bad CRC, cut-off member, unknown compression
+        raise InputError(f"{path}: damaged .keras archive ({exc})") from None
     if not isinstance(graph, dict):
         raise InputError(f"{path}: config.json does not describe a Keras model")
     return graph, metadata if isinstance(metadata, dict) else {}, weights
@@ -358,11 +363,16 @@ def parse_keras_encoder(
             ks = infer_ks(n_features)
         except InputError as exc:
             raise InputError(f"{source}: {exc}") from None
-    elif FeatureLayout(tuple(ks)).n_features != n_features:
-        raise InputError(
-            f"{source}: k-groups {tuple(ks)} have {FeatureLayout(tuple(ks)).n_features} "
-            f"columns but the model's input width is {n_features}"
-        )
+    else:
+        try:
+            width = FeatureLayout(tuple(ks)).n_features
+        except ValueError as exc:
+            raise InputError(f"--ks {','.join(map(str, ks))}: {exc}") from None
+        if width != n_features:
+            raise InputError(
+                f"{source}: k-groups {tuple(ks)} have {width} columns but the model's input "
+                f"width is {n_features}"
+            )
     config = VAEConfig(
         ks=tuple(ks),
         hidden=tuple(int(d.config["units"]) for d in dense),

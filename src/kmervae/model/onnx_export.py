@@ -31,6 +31,7 @@ from kmervae.kmers.layout import FeatureLayout
 from kmervae.model.files import LoadedModel
 from kmervae.model.onnx_runtime import (
     INPUT_NAME,
+    MAX_OPSET,
     META_CONFIG,
     META_FINGERPRINT,
     META_FORMAT,
@@ -38,6 +39,7 @@ from kmervae.model.onnx_runtime import (
     META_LAYOUT,
     META_SCHEMA,
     META_VERSION,
+    MIN_OPSET,
     ONNX_FORMAT,
     ONNX_SCHEMA,
     OUTPUT_NAMES,
@@ -84,7 +86,8 @@ def export_onnx(
     overwrite
         Replace ``path`` if it exists (otherwise refuse before any work).
     opset
-        ONNX opset of the graph (default 17).
+        ONNX opset of the graph (default 17), :data:`MIN_OPSET` to :data:`MAX_OPSET`; the
+        file written is checked to carry exactly this opset.
     exporter
         ``"torchscript"`` (the legacy exporter), ``"dynamo"`` (``torch.export``) or
         ``"auto"``: TorchScript, and ``torch.export`` if that fails.
@@ -97,8 +100,17 @@ def export_onnx(
     Returns
     -------
     OnnxExport
+
+    Raises
+    ------
+    KmervaeError
+        ``opset`` out of range, an export that fails or writes another opset, a graph that
+        ONNX Runtime cannot run or that differs from PyTorch, a file that cannot be written
+        (the message names it); nothing is left under ``path`` then.
     """
     path = Path(path)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise KmervaeError(f"opset {opset}: kmervae exports opsets {MIN_OPSET} to {MAX_OPSET}")
     check_writable(path, overwrite)
     if isinstance(model, LoadedModel):
         source_encoder = model.encoder
@@ -126,7 +138,12 @@ def export_onnx(
         f"kmervae encoder: {config.n_features} profile columns ({_ks_text(config.layout)}) "
         f"-> mu, logvar of {config.latent}"
     )
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written != opset:
+        raise KmervaeError(
+            f"opset {opset} was asked for but the {used} exporter wrote opset {written}; "
+            "not written (choose another --opset)"
+        )
     data = proto.SerializeToString()
     max_diff = None
     if verify:
@@ -138,7 +155,10 @@ def export_onnx(
                 f"(outputs up to {scale:.3g}); not written"
             )
     with atomic_file(path, overwrite) as tmp:
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:  # ENOSPC on write() names no file
+            raise KmervaeError(f"{path}: cannot write the ONNX file ({exc.strerror})") from None
     log.info("wrote %s (%s exporter, opset %d, %.1f MB)", path, used, opset, len(data) / 1e6)
     return OnnxExport(path, used, opset, max_diff)
 
@@ -153,9 +173,19 @@ def _export(encoder: Encoder, opset: int, exporter: Exporter) -> tuple[onnx.Mode
             return _export_torchscript(encoder, opset), "torchscript"
         except Exception as exc:  # the legacy exporter is deprecated; it may be gone or fail
             if exporter == "torchscript":
-                raise KmervaeError(f"TorchScript ONNX export failed: {exc}") from exc
+                raise KmervaeError(f"TorchScript ONNX export failed: {_first_line(exc)}") from None
             log.debug("TorchScript ONNX export failed (%s); trying torch.export", exc)
-    return _export_dynamo(encoder, opset), "dynamo"
+    try:
+        return _export_dynamo(encoder, opset), "dynamo"
+    except KmervaeError:
+        raise
+    except Exception as exc:  # torch.export raises many types; the user needs one line
+        raise KmervaeError(f"ONNX export (opset {opset}) failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _example(encoder: Encoder, n: int = 2) -> torch.Tensor:
@@ -219,13 +249,22 @@ def _verify(encoder: Encoder, data: bytes, sizes: tuple[int, ...] = (1, 37)) -> 
     """(max abs difference ONNX Runtime vs PyTorch, max abs output) over mu and logvar."""
     import onnxruntime as ort
 
+    layout = encoder.config.layout
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     worst = scale = 0.0
-    for i, n in enumerate(sizes):
-        x = random_profiles(n, encoder.config.layout, seed=1 + i)
-        got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        runs = [
+            session.run(list(OUTPUT_NAMES), {INPUT_NAME: random_profiles(n, layout, seed=1 + i)})
+            for i, n in enumerate(sizes)
+        ]
+    except Exception as exc:  # ORT's own exception types (InvalidGraph, NotImplemented, ...)
+        raise KmervaeError(
+            f"ONNX Runtime cannot run the exported graph ({_first_line(exc)}); not written"
+        ) from None
+    for i, (n, got) in enumerate(zip(sizes, runs, strict=True)):
+        x = random_profiles(n, layout, seed=1 + i)
         with torch.no_grad():
             want = encoder(torch.from_numpy(x))
         for a, b in zip(got, want, strict=True):

@@ -24,6 +24,9 @@ ONNX_FORMAT = "kmervae-onnx-encoder"
 ONNX_SCHEMA = 1
 INPUT_NAME = "profiles"
 OUTPUT_NAMES = ("mu", "logvar")
+#: the opsets ``kmervae export`` writes: 7 (older opsets lack the operators the graph needs)
+#: to 23, the newest that torch's TorchScript ONNX exporter writes
+MIN_OPSET, MAX_OPSET = 7, 23
 
 #: metadata_props keys of an exported encoder
 META_FORMAT = "kmervae.format"
