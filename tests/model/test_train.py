@@ -140,6 +140,13 @@ def test_training_learns_and_is_deterministic(tmp_path):
         runs.append(history)
         assert summary.best_epoch is not None and summary.best_epoch >= 2
     assert [h["val_loss"] for h in runs[0]] == [h["val_loss"] for h in runs[1]]
+    # the same seed gives the same weights, to the bit
+    states = [
+        torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=True)["model_state"]
+        for name in ("a", "b")
+    ]
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     first, last = runs[0][0], runs[0][-1]
     assert last["val_recon"] < first["val_recon"]
     for key in (

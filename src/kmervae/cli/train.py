@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
-from kmervae.cli._common import LogFile, add_common_options, int_list
-from kmervae.errors import KmervaeError
+from kmervae.cli._common import (
+    Bounded,
+    BoundedList,
+    LogFile,
+    add_common_options,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    positive_int_list,
+    seed_type,
+    threads_type,
+)
+from kmervae.errors import KmervaeError, Terminated
+from kmervae.model.config import (
+    RuntimeOptions,
+    TrainConfig,
+    VAEConfig,
+    check_run_folder,
+    read_run_record,
+)
 from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
@@ -44,6 +64,21 @@ _TRAIN_FLAGS = {
 }
 
 
+class _KGroups(BoundedList):
+    """Comma-separated k-groups: each in 1..6, none twice."""
+
+    def __call__(self, text: str) -> Any:
+        values = super().__call__(text)
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"k-groups must be distinct, got {text!r}")
+        return values
+
+
+k_groups = _KGroups(int, 1, 6)
+dropout_type = Bounded(float, 0, 1, high_open=True)
+fidelity_pool_type = Bounded(int, 10)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
@@ -51,11 +86,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train the VAE on a profile dataset (native or legacy). Defaults are the "
         "reference model and recipe. RUN_DIR receives checkpoints (best, last), "
         "history.jsonl, training_curves.png, the log and the best model as a model folder "
-        "(RUN_DIR/model). --resume continues a run from its last checkpoint.",
+        "(RUN_DIR/model). --resume continues a run from its last checkpoint. Everything is "
+        "checked before anything is written; a new run is built in a temporary folder beside "
+        "RUN_DIR and moved there once its first epoch is checkpointed, so a run that fails or "
+        "is stopped before then leaves nothing behind.",
     )
     parser.add_argument("dataset", metavar="DATASET", help="profile dataset")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="RUN_DIR")
-    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR's run")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN_DIR's run from its last checkpoint, with its recorded settings and "
+        "on the same data (checked by SHA-256)",
+    )
     parser.add_argument(
         "--validation",
         metavar="DATASET",
@@ -63,20 +106,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validation dataset (default: a seeded random --val-fraction of DATASET)",
     )
     model = parser.add_argument_group("model (default: the reference architecture)")
-    model.add_argument("--ks", type=int_list, help="k-groups, e.g. 5,4,3,2,1 (default 6,...,1)")
-    model.add_argument("--hidden", type=int_list, help="hidden widths (default 1024,512)")
-    model.add_argument("--latent", type=int, help="latent size (default 384)")
-    model.add_argument("--beta", type=float, help="KL weight beta (default 0.05)")
-    model.add_argument("--dropout", type=float, help="dropout after hidden layers (default 0)")
+    model.add_argument("--ks", type=k_groups, help="k-groups, e.g. 5,4,3,2,1 (default 6,...,1)")
+    model.add_argument("--hidden", type=positive_int_list, help="hidden widths (default 1024,512)")
+    model.add_argument("--latent", type=positive_int, help="latent size (default 384)")
+    model.add_argument("--beta", type=non_negative_float, help="KL weight beta (default 0.05)")
+    model.add_argument(
+        "--dropout", type=dropout_type, help="dropout after hidden layers (default 0)"
+    )
     model.add_argument(
         "--distance-weight",
-        type=float,
+        type=non_negative_float,
         help="weight of a loss term that keeps latent distances in proportion to CLR "
         "distances within each batch, close pairs first (default 0: the reference loss)",
     )
     model.add_argument(
         "--distance-locality",
-        type=float,
+        type=positive_float,
         help="how fast the distance term's pair weights fall with distance: exp(-d / L), d "
         "in units of the batch's mean distance (default 0.1)",
     )
@@ -89,9 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="no BatchNorm in hidden layers",
     )
     recipe = parser.add_argument_group("recipe (default: the reference recipe)")
-    recipe.add_argument("--epochs", type=int, help="epochs (default 500)")
-    recipe.add_argument("--batch-size", type=int, help="batch size (default 1024)")
-    recipe.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    recipe.add_argument("--epochs", type=positive_int, help="epochs (default 500)")
+    recipe.add_argument("--batch-size", type=positive_int, help="batch size (default 1024)")
+    recipe.add_argument("--lr", type=positive_float, help="learning rate (default 1e-4)")
     recipe.add_argument(
         "--schedule",
         choices=("plateau", "cosine", "constant"),
@@ -99,34 +144,47 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(ignores the KL warm-up); cosine: warm-up then cosine decay (default "
         "plateau)",
     )
-    recipe.add_argument("--kl-warmup", type=int, help="epochs of linear KL ramp (default 5)")
-    recipe.add_argument("--patience", type=int, help="plateau patience (default 20)")
-    recipe.add_argument("--factor", type=float, help="plateau factor (default 0.5)")
-    recipe.add_argument("--min-lr", type=float, help="learning-rate floor (default 1e-6)")
-    recipe.add_argument("--lr-warmup", type=int, help="cosine warm-up epochs (default 5)")
-    recipe.add_argument("--val-fraction", type=float, help="validation fraction (default 0.1)")
+    recipe.add_argument(
+        "--kl-warmup", type=non_negative_int, help="epochs of linear KL ramp (default 5)"
+    )
+    recipe.add_argument("--patience", type=non_negative_int, help="plateau patience (default 20)")
+    recipe.add_argument("--factor", type=fraction, help="plateau factor, in (0, 1) (default 0.5)")
+    recipe.add_argument(
+        "--min-lr", type=non_negative_float, help="learning-rate floor, at most --lr (default 1e-6)"
+    )
+    recipe.add_argument(
+        "--lr-warmup", type=non_negative_int, help="cosine warm-up epochs (default 5)"
+    )
+    recipe.add_argument(
+        "--val-fraction", type=fraction, help="validation fraction, in (0, 1) (default 0.1)"
+    )
     recipe.add_argument(
         "--early-stopping",
-        type=int,
+        type=non_negative_int,
         help="stop after N epochs without validation gain (default 0: off)",
     )
-    recipe.add_argument("--seed", type=int, help="seed of split, init, order (default 42)")
+    recipe.add_argument("--seed", type=seed_type, help="seed of split, init, order (default 42)")
     recipe.add_argument(
         "--fidelity-every",
-        type=int,
+        type=non_negative_int,
         help="local-distance fidelity every N epochs (default 10; 0: off)",
     )
     recipe.add_argument(
-        "--fidelity-pool", type=int, help="held-out pool size for the fidelity (default 5000)"
+        "--fidelity-pool",
+        type=fidelity_pool_type,
+        help="held-out pool size for the fidelity, at least 10 (default 5000)",
     )
     run = parser.add_argument_group("runtime")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    run.add_argument("-t", "--threads", type=int, default=None, help="CPU threads")
+    run.add_argument(
+        "-t", "--threads", type=threads_type, default=None, help="CPU threads (0: all)"
+    )
     run.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="auto: bf16 autocast on CUDA, fp32 elsewhere",
+        help="auto: bf16 autocast on CUDA devices that have it, fp32 elsewhere; bf16 also "
+        "works on the CPU",
     )
     run.add_argument(
         "--placement",
@@ -136,7 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--memory",
-        type=int,
+        type=positive_int,
         default=2048,
         metavar="MB",
         help="memory for the data: resident up to this, streamed beyond (default 2048)",
@@ -145,20 +203,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--compile",
         choices=("none", "default", "reduce-overhead"),
         default="none",
-        help="torch.compile the model (reduce-overhead: CUDA graphs)",
+        help="torch.compile the model (reduce-overhead: CUDA graphs, CUDA only)",
     )
     add_common_options(parser)
+    for action in parser._actions:
+        if action.dest == "force":
+            action.help = (
+                "replace an existing run in RUN_DIR: the new run is built beside it and takes "
+                "its place only when its first epoch is checkpointed, so the old run survives "
+                "a new one that fails or is stopped before then"
+            )
     parser.set_defaults(run=run_train)
 
 
-def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
-    from kmervae.model.config import VAEConfig
-    from kmervae.model.train import TrainConfig
-
+def _configs(args: argparse.Namespace) -> tuple[VAEConfig, TrainConfig]:
     model, train = VAEConfig().to_json(), TrainConfig().to_json()
-    run_json = args.output / "run.json"
-    if args.resume and run_json.exists():
-        stored = json.loads(run_json.read_text())
+    if args.resume and (args.output / "run.json").exists():
+        stored = read_run_record(args.output)
         model.update(stored.get("model_config", {}))
         train.update(stored.get("train_config", {}))
     for flag, name in _MODEL_FLAGS.items():
@@ -170,20 +231,30 @@ def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
     return VAEConfig.from_json(model), TrainConfig.from_json(train)
 
 
+def _record_in_log(logfile: LogFile, message: str) -> None:
+    """Write ``message`` into the run's log file only (the console has it already); a log
+    that cannot be written (a full disk) is passed over."""
+    handler = logfile.handler
+    record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    if handler.stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        handler.stream.write(handler.format(record) + "\n")
+        handler.stream.flush()
+
+
 def run_train(args: argparse.Namespace) -> int:
-    from kmervae.model.train import RuntimeOptions, train_vae
-
+    # the run folder and the options first: refused before torch or any data is loaded
+    check_run_folder(args.output, resume=args.resume, overwrite=args.force)
     model_config, train_config = _configs(args)
-    if args.output.exists() and not args.resume and not args.force and any(args.output.iterdir()):
-        raise KmervaeError(
-            f"{args.output} already exists (use --resume to continue it or --force to start over)"
-        )
-    if args.force and not args.resume and args.output.exists():
-        import shutil
 
-        shutil.rmtree(args.output)
-    args.output.mkdir(parents=True, exist_ok=True)
-    logfile = LogFile(args.output / "kmervae.log", args, train_config.seed)
+    from kmervae.model.train import train_vae
+
+    logfiles: list[LogFile] = []
+
+    def open_log(folder: Path) -> None:
+        logfiles.append(LogFile(folder / "kmervae.log", args, train_config.seed))
+
     try:
         summary = train_vae(
             args.dataset,
@@ -202,6 +273,7 @@ def run_train(args: argparse.Namespace) -> int:
                 compile=args.compile,
             ),
             provenance=run_provenance(args.argv, train_config.seed),
+            on_run_dir=open_log,
         )
         best = (
             f"best epoch {summary.best_epoch + 1} (validation loss {summary.best_val_loss:.4g})"
@@ -215,6 +287,16 @@ def run_train(args: argparse.Namespace) -> int:
             best,
             summary.model_dir,
         )
+    except (KmervaeError, OSError) as exc:
+        for logfile in logfiles:
+            _record_in_log(logfile, f"kmervae train: error: {exc}")
+        raise
+    except KeyboardInterrupt as exc:
+        stop = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        for logfile in logfiles:
+            _record_in_log(logfile, f"kmervae train: {stop}")
+        raise
     finally:
-        logfile.close()
+        for logfile in logfiles:
+            logfile.close()
     return 0

@@ -7,6 +7,7 @@ run killed at any moment leaves the previous checkpoint intact. It is read back 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
@@ -17,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from kmervae._version import __version__
-from kmervae.errors import InputError
-from kmervae.io.atomic import temporary_name
-from kmervae.model.config import VAEConfig
+from kmervae.errors import InputError, KmervaeError
+from kmervae.io.atomic import remove_path, temporary_name
+from kmervae.model.config import TrainConfig, VAEConfig
 
 if TYPE_CHECKING:
     from kmervae.model.files import LoadedModel
 
 CHECKPOINT_FORMAT = "kmervae-checkpoint"
 CHECKPOINT_SCHEMA = 1
+# may differ between a run and its resume; every other field must match
+RESUMABLE_CHANGES = ("epochs", "early_stopping")
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,7 +49,12 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus format tags and RNG state) atomically to ``path``."""
+    """Write ``payload`` (plus format tags and RNG state) atomically to ``path``.
+
+    The checkpoint is serialised in memory and written with plain file writes, so a full
+    disk is an ordinary "No space left on device" naming ``path`` (``torch.save`` straight to
+    a file reports it as an opaque RuntimeError); the temporary is removed on any failure.
+    """
     data = {
         "format": CHECKPOINT_FORMAT,
         "schema_version": CHECKPOINT_SCHEMA,
@@ -54,9 +62,21 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         "rng": rng_state(),
         **payload,
     }
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
     tmp = temporary_name(path)
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        remove_path(tmp)
+        raise KmervaeError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        remove_path(tmp)
+        raise
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -85,6 +105,66 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         if key not in data:
             raise InputError(f"{path}: checkpoint lacks {key!r}")
     return data
+
+
+def check_resume_config(
+    ckpt: dict[str, Any], model_config: VAEConfig, train_config: TrainConfig, path: Path
+) -> None:
+    """Refuse to resume checkpoint ``path`` with another model config, or with a training
+    config that differs in more than :data:`RESUMABLE_CHANGES`."""
+    stored_model = VAEConfig.from_json(ckpt["model_config"])
+    if stored_model != model_config:
+        diff = [
+            f"{k}: {v} -> {model_config.to_json()[k]}"
+            for k, v in stored_model.to_json().items()
+            if model_config.to_json()[k] != v
+        ]
+        raise KmervaeError(f"{path}: resuming with a different model config ({'; '.join(diff)})")
+    stored_train = ckpt.get("train_config", {})
+    diff = [
+        f"{k}: {v} -> {train_config.to_json().get(k)}"
+        for k, v in stored_train.items()
+        if k not in RESUMABLE_CHANGES and train_config.to_json().get(k) != v
+    ]
+    if diff:
+        raise KmervaeError(
+            f"{path}: resuming with a different training config "
+            f"({'; '.join(diff)}); only {', '.join(RESUMABLE_CHANGES)} may change"
+        )
+
+
+def check_resume_data(stored: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume on data other than the run's: other rows, ids or file contents."""
+    if not stored:  # a checkpoint that recorded nothing about its data
+        return
+    for role, old, new in (
+        ("dataset", stored, now),
+        ("validation dataset", stored.get("validation"), now.get("validation")),
+    ):
+        if old is None and new is None:
+            continue
+        if old is None or new is None:
+            raise KmervaeError(
+                f"{run_dir}: the run started "
+                + (f"with --validation {old['path']}" if old else "without --validation")
+                + "; resume it the same way"
+            )
+        changes = []
+        if old.get("n_rows") != new["n_rows"]:
+            changes.append(f"{old.get('n_rows')} rows when the run started, {new['n_rows']} now")
+        elif old.get("ids_sha256") != new["ids_sha256"]:
+            changes.append("its ids changed")
+        recorded = old.get("files_sha256") or {}
+        changes += [
+            f"its {name} file changed (SHA-256)"
+            for name, digest in recorded.items()
+            if new["files_sha256"].get(name) != digest
+        ]
+        if changes:
+            raise KmervaeError(
+                f"{new['path']}: not the {role} the run in {run_dir} started with "
+                f"({'; '.join(changes)}); resume only on the same data"
+            )
 
 
 def load_checkpoint_model(path: str | Path) -> LoadedModel:

@@ -1,12 +1,22 @@
-"""Model configuration: a frozen dataclass whose default is the reference architecture."""
+"""Configuration: frozen dataclasses for the architecture (:class:`VAEConfig`), the training
+recipe (:class:`TrainConfig`) and how to run it (:class:`RuntimeOptions`); the defaults are
+the reference model and recipe. The first two check their values on construction. A run
+folder's record (``run.json``) holds them; :func:`check_run_folder` tells, before anything is
+loaded, whether a run folder can be started or resumed."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import numbers
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kmervae.errors import KmervaeError
+from kmervae.io.atomic import check_writable, remove_stale_temporaries
 from kmervae.kmers.layout import FeatureLayout
 
 
@@ -95,3 +105,162 @@ class VAEConfig:
 
 #: The 5-mer-through-1-mer variant (692 features) with 10 % dropout.
 FIVE_MER_CONFIG = VAEConfig(ks=(5, 4, 3, 2, 1), dropout=0.1)
+
+
+SCHEDULES = ("plateau", "cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+PLACEMENTS = ("auto", "resident", "stream")
+COMPILE_MODES = ("none", "default", "reduce-overhead")
+MAX_SEED = 2**32 - 1
+# what a run folder holds: --force replaces a folder only if it holds one of these
+RUN_ENTRIES = (
+    "run.json",
+    "checkpoints",
+    "history.jsonl",
+    "kmervae.log",
+    "model",
+    "training_curves.png",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training recipe; the defaults are the reference recipe."""
+
+    epochs: int = 500
+    batch_size: int = 1024
+    lr: float = 1e-4
+    schedule: str = "plateau"
+    kl_warmup: int = 5
+    plateau_patience: int = 20
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-6
+    lr_warmup: int = 5
+    val_fraction: float = 0.1
+    early_stopping: int = 0
+    seed: int = 42
+    fidelity_every: int = 10
+    fidelity_pool: int = 5000
+    eval_train_rows: int = 10000
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise KmervaeError(f"unknown schedule {self.schedule!r} (one of {SCHEDULES})")
+        minimum = {
+            "epochs": 1,
+            "batch_size": 1,
+            "kl_warmup": 0,
+            "plateau_patience": 0,
+            "lr_warmup": 0,
+            "early_stopping": 0,
+            "seed": 0,
+            "fidelity_every": 0,
+            "fidelity_pool": 10,
+            "eval_train_rows": 1,
+        }
+        for name, low in minimum.items():
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise KmervaeError(
+                    f"training config: {name} must be an integer >= {low}, got {value!r}"
+                )
+        if self.seed > MAX_SEED:
+            raise KmervaeError(f"training config: seed must be at most {MAX_SEED}, got {self.seed}")
+        for name in ("lr", "min_lr", "plateau_factor", "val_fraction", "weight_decay"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+            ):
+                raise KmervaeError(
+                    f"training config: {name} must be a finite number, got {value!r}"
+                )
+        if not self.lr > 0:
+            raise KmervaeError(f"training config: lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise KmervaeError(
+                f"training config: min_lr must be in [0, lr = {self.lr}], got {self.min_lr}"
+            )
+        if not 0 < self.plateau_factor < 1:
+            raise KmervaeError(
+                f"training config: plateau_factor must be in (0, 1), got {self.plateau_factor}"
+            )
+        if not 0 < self.val_fraction < 1:
+            raise KmervaeError(
+                f"training config: val_fraction must be in (0, 1), got {self.val_fraction}"
+            )
+        if self.weight_decay < 0:
+            raise KmervaeError(
+                f"training config: weight_decay must be >= 0, got {self.weight_decay}"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise KmervaeError(f"training config: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run (does not change the result beyond floating-point details)."""
+
+    device: str = "auto"
+    threads: int | None = None
+    precision: str = "auto"  # auto (bf16 on CUDA that has it, else fp32), fp32, bf16
+    placement: str = "auto"  # auto, resident, stream
+    memory_mb: int = 2048  # host (or device) memory for the data
+    compile: str = "none"  # none, default, reduce-overhead (CUDA graphs)
+
+
+def check_run_folder(run_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is loaded, a run folder the request cannot use: on resume one
+    without a checkpoint; otherwise an existing run without ``overwrite``, a non-empty folder
+    that is not a run, or a missing or read-only parent folder. Temporaries that a killed run
+    left beside ``run_dir`` are removed (an earlier run moved aside is put back)."""
+    run_dir = Path(run_dir)
+    if resume:
+        remove_stale_temporaries(run_dir)
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise KmervaeError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+        for folder in (run_dir, run_dir / "checkpoints"):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise KmervaeError(f"{folder} is not writable")
+        return
+    check_writable(run_dir, overwrite=True)  # parent folder; stale temporaries
+    if run_dir.is_symlink():
+        raise KmervaeError(f"{run_dir} is a symbolic link; give a run folder")
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise KmervaeError(f"{run_dir} exists and is not a run folder")
+    entries = [entry.name for entry in run_dir.iterdir()]
+    if entries and not overwrite:
+        raise KmervaeError(
+            f"{run_dir} already exists (use --resume to continue it or --force to start over)"
+        )
+    if entries and not set(entries) & set(RUN_ENTRIES):
+        raise KmervaeError(
+            f"{run_dir} is not a training run folder; --force replaces only run folders"
+        )
+
+
+def read_run_record(run_dir: Path) -> dict[str, Any]:
+    """``run_dir/run.json`` (configs, data, provenance); an unreadable one is a KmervaeError."""
+    path = Path(run_dir) / "run.json"
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KmervaeError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(key, {}), dict) for key in ("model_config", "train_config")
+    ):
+        raise KmervaeError(f"{path}: not a kmervae run record")
+    return data

@@ -14,16 +14,22 @@ Two ways to feed batches, chosen by size:
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.dataset import ProfileDataset, first_bad_row
+from kmervae.io.dataset import ProfileDataset, first_bad_row, open_dataset
+from kmervae.provenance import file_sha256
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,95 @@ def random_split(n_rows: int, val_fraction: float, seed: int) -> Split:
     is_val = np.zeros(n_rows, bool)
     is_val[rng.choice(n_rows, n_val, replace=False)] = True
     return Split(np.flatnonzero(~is_val), np.flatnonzero(is_val))
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The opened training (and validation) data, checked before a run starts.
+
+    ``columns`` / ``val_columns``: the feature columns (int64) of the model's k-groups;
+    ``info``: what the run records about the data (paths, row counts, checksums).
+    """
+
+    dataset: ProfileDataset
+    columns: np.ndarray
+    validation: ProfileDataset
+    val_columns: np.ndarray
+    split: Split
+    info: dict[str, Any]
+
+
+def dataset_info(ds: ProfileDataset) -> dict[str, Any]:
+    """Identity of a dataset for a run's records: path, size, layout and the SHA-256 of its
+    feature and id files, so a resume can tell that the data were rewritten."""
+    features = ds.path / "features.npy" if ds.kind == "native" else ds.path
+    size = features.stat().st_size
+    if size > 1 << 30:
+        log.info("checksumming %s (%.1f GB) for the run's record", features, size / 1e9)
+    return {
+        "path": str(ds.path),
+        "kind": ds.kind,
+        "n_rows": ds.n_rows,
+        "ids_sha256": ds.manifest.get("ids_sha256"),
+        "files_sha256": {
+            "features": file_sha256(features),
+            "ids": file_sha256(ds.ids_path),
+        },
+        "layout": ds.layout.to_json(),
+        "sources": ds.source_names[:50],
+    }
+
+
+def columns_for(ds: ProfileDataset, ks: tuple[int, ...]) -> np.ndarray:
+    """The columns of k-groups ``ks`` in ``ds``; an InputError when it lacks one."""
+    try:
+        return ds.layout.subset_columns(ks)
+    except ValueError:
+        raise InputError(
+            f"{ds.path}: its k-groups {list(ds.layout.ks)} do not include the "
+            f"model's {list(ks)} (--ks)"
+        ) from None
+
+
+def open_training_data(
+    dataset: str | Path,
+    validation: str | Path | None,
+    ks: tuple[int, ...],
+    *,
+    val_fraction: float,
+    seed: int,
+    batch_size: int,
+) -> TrainingData:
+    """Open and check the data of a run: both datasets open, are not empty, hold the
+    k-groups ``ks``, and each part has at least one batch. Reads no feature rows."""
+    ds = open_dataset(dataset)
+    if ds.n_rows == 0:
+        raise InputError(f"{ds.path}: the dataset is empty")
+    columns = columns_for(ds, ks)
+    if validation is not None:
+        val_ds = open_dataset(validation)
+        if val_ds.n_rows == 0:
+            raise InputError(f"{val_ds.path}: the validation dataset is empty")
+        val_columns = columns_for(val_ds, ks)
+        split = Split(np.arange(ds.n_rows), np.arange(val_ds.n_rows))
+    else:
+        val_ds, val_columns = ds, columns
+        split = random_split(ds.n_rows, val_fraction, seed)
+    if len(split.train) < batch_size:
+        raise InputError(
+            f"{ds.path}: {len(split.train)} training rows, fewer than one batch "
+            f"({batch_size}); use a smaller --batch-size"
+        )
+    if len(split.validation) < batch_size:
+        raise InputError(
+            f"{val_ds.path}: a validation set of {len(split.validation)} rows is smaller "
+            f"than one batch ({batch_size}); use a larger --val-fraction, a validation "
+            "dataset, or a smaller --batch-size"
+        )
+    info = dataset_info(ds)
+    if validation is not None:
+        info["validation"] = dataset_info(val_ds)
+    return TrainingData(ds, columns, val_ds, val_columns, split, info)
 
 
 def check_finite(block: np.ndarray, rows: np.ndarray, dataset: ProfileDataset) -> None:

@@ -2,7 +2,8 @@
 
 A run directory holds everything about one training run::
 
-    run.json              model and training config, dataset, split, provenance, resumes
+    run.json              model and training config, dataset (with checksums), split,
+                          provenance, resumes
     kmervae.log           full log (appended on resume)
     history.jsonl         one JSON line per epoch (appended; a resume continues it)
     training_curves.png   redrawn at most every 30 s and after the last epoch
@@ -10,95 +11,67 @@ A run directory holds everything about one training run::
     checkpoints/best.pt   best validation loss after the KL warm-up
     model/                the best model as a published model folder (config.json,
                           model.safetensors, model card)
+
+Everything about a request is checked before anything is written: the run folder, the
+device and runtime options, the data (which must hold the model's k-groups and at least one
+batch per part) and, on resume, that the configuration and the data (their checksums) are
+the ones the run started with. A new run is built in a temporary folder beside its run folder
+and moved into place when its first checkpoint has landed, replacing an earlier run there
+only then; a run that fails or is stopped before that leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import logging
 import math
 import os
 import random
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from kmervae._version import __version__
-from kmervae.errors import InputError, KmervaeError
+from kmervae.errors import KmervaeError
 from kmervae.evaluate.fidelity import local_distance_fidelity
-from kmervae.io.atomic import remove_path, temporary_name
-from kmervae.io.dataset import ProfileDataset, open_dataset
-from kmervae.model.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
-from kmervae.model.config import VAEConfig
-from kmervae.model.data import Split, make_batches, random_split, read_rows
+from kmervae.io.atomic import (
+    remove_path,
+    remove_stale_temporaries,
+    replace_path,
+    temporary_name,
+)
+from kmervae.model.checkpoint import (
+    check_resume_config,
+    check_resume_data,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from kmervae.model.config import (
+    COMPILE_MODES,
+    PLACEMENTS,
+    PRECISIONS,
+    RuntimeOptions,
+    TrainConfig,
+    VAEConfig,
+    check_run_folder,
+    read_run_record,
+)
+from kmervae.model.data import TrainingData, make_batches, open_training_data, read_rows
 from kmervae.model.files import save_model
 from kmervae.model.schedules import PlateauState, cosine_lr, kl_weight, plateau_step
 from kmervae.model.vae import VAE, vae_loss
 from kmervae.viz.curves import plot_training_curves
 
 log = logging.getLogger(__name__)
-
-SCHEDULES = ("plateau", "cosine", "constant")
-# may differ between a run and its resume; every other field must match
-RESUMABLE_CHANGES = ("epochs", "early_stopping")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training recipe; the defaults are the reference recipe."""
-
-    epochs: int = 500
-    batch_size: int = 1024
-    lr: float = 1e-4
-    schedule: str = "plateau"
-    kl_warmup: int = 5
-    plateau_patience: int = 20
-    plateau_factor: float = 0.5
-    min_lr: float = 1e-6
-    lr_warmup: int = 5
-    val_fraction: float = 0.1
-    early_stopping: int = 0
-    seed: int = 42
-    fidelity_every: int = 10
-    fidelity_pool: int = 5000
-    eval_train_rows: int = 10000
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise KmervaeError(f"unknown schedule {self.schedule!r} (one of {SCHEDULES})")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise KmervaeError(f"{name} must be at least 1")
-        if not self.lr > 0 or self.min_lr < 0:
-            raise KmervaeError("learning rates must be positive")
-        if self.seed < 0:
-            raise KmervaeError("the seed must be 0 or more")
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """How to run (does not change the result beyond floating-point details)."""
-
-    device: str = "auto"
-    threads: int | None = None
-    precision: str = "auto"  # auto (bf16 on CUDA, else fp32), fp32, bf16
-    placement: str = "auto"  # auto, resident, stream
-    memory_mb: int = 2048  # host (or device) memory for the data
-    compile: str = "none"  # none, default, reduce-overhead (CUDA graphs)
 
 
 @dataclass
@@ -113,19 +86,58 @@ class TrainSummary:
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device for ``--device`` (auto, cpu, cuda, cuda:N or mps), checked to exist."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise KmervaeError("--device cuda: no CUDA device is available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise KmervaeError("--device mps: Apple MPS is not available")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise KmervaeError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N or mps)")
+    kind, colon, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (colon and (kind != "cuda" or not index.isdigit())):
+        raise KmervaeError(f"--device {name}: unknown device (auto, cpu, cuda, cuda:N or mps)")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise KmervaeError(f"--device {name}: no CUDA device is available")
+        count = torch.cuda.device_count()
+        if colon and int(index) >= count:
+            raise KmervaeError(
+                f"--device {name}: no such CUDA device (this machine has {count}, "
+                f"cuda:0 to cuda:{count - 1})"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise KmervaeError(f"--device {name}: Apple MPS is not available")
     return torch.device(name)
+
+
+def check_runtime(runtime: RuntimeOptions) -> tuple[torch.device, bool]:
+    """Check the runtime options against each other and the device; returns the device and
+    whether to train under bf16 autocast."""
+    for value, allowed, flag in (
+        (runtime.precision, PRECISIONS, "--precision"),
+        (runtime.placement, PLACEMENTS, "--placement"),
+        (runtime.compile, COMPILE_MODES, "--compile"),
+    ):
+        if value not in allowed:
+            raise KmervaeError(f"{flag} {value}: unknown (one of {', '.join(allowed)})")
+    if runtime.threads is not None and not 0 <= runtime.threads <= 4096:
+        raise KmervaeError(f"--threads must be in [0, 4096], got {runtime.threads}")
+    if runtime.memory_mb < 1:
+        raise KmervaeError(f"--memory must be >= 1 (MB), got {runtime.memory_mb}")
+    device = pick_device(runtime.device)
+    bf16_ok = device.type == "cpu" or (
+        device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+    )
+    if runtime.precision == "bf16" and not bf16_ok:
+        raise KmervaeError(f"--precision bf16: not supported on {device}; use fp32")
+    if runtime.compile == "reduce-overhead" and device.type != "cuda":
+        raise KmervaeError(
+            f"--compile reduce-overhead uses CUDA graphs and needs a CUDA device, not {device}"
+        )
+    use_bf16 = runtime.precision == "bf16" or (
+        runtime.precision == "auto" and device.type == "cuda" and bf16_ok
+    )
+    return device, use_bf16
 
 
 def _seed_everything(seed: int) -> None:
@@ -134,25 +146,21 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _dataset_info(ds: ProfileDataset) -> dict[str, Any]:
-    return {
-        "path": str(ds.path),
-        "kind": ds.kind,
-        "n_rows": ds.n_rows,
-        "ids_sha256": ds.manifest.get("ids_sha256"),
-        "layout": ds.layout.to_json(),
-        "sources": ds.source_names[:50],
-    }
-
-
-def _columns_for(ds: ProfileDataset, config: VAEConfig) -> np.ndarray:
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` under a temporary name; a failure names ``path``."""
+    tmp = temporary_name(path)
     try:
-        return ds.layout.subset_columns(config.ks)
-    except ValueError:
-        raise InputError(
-            f"{ds.path}: its k-groups {list(ds.layout.ks)} do not include the "
-            f"model's {list(config.ks)} ({config.n_features} features)"
-        ) from None
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        remove_path(tmp)
+        raise KmervaeError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        remove_path(tmp)
+        raise
 
 
 class _History:
@@ -173,54 +181,100 @@ class _History:
                 if upto_epoch is not None and row.get("epoch", -1) > upto_epoch:
                     continue  # an epoch whose checkpoint never landed: it will be redone
                 rows.append(row)
-        tmp = temporary_name(self.path)
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        os.replace(tmp, self.path)
+        _write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
         self.rows = rows
 
     def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise KmervaeError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         self.rows.append(row)
 
 
-def _check_resume(
-    ckpt: dict[str, Any],
+@dataclass
+class _Plan:
+    """A checked request: the opened data, the device, and the checkpoint to resume from."""
+
+    data: TrainingData
+    device: torch.device
+    use_bf16: bool
+    ckpt: dict[str, Any] | None
+
+
+def _prepare(
+    dataset: str | Path,
+    validation: str | Path | None,
+    run_dir: Path,
     model_config: VAEConfig,
-    train_config: TrainConfig,
-    ds_info: dict[str, Any],
-    path: Path,
-) -> None:
-    stored_model = VAEConfig.from_json(ckpt["model_config"])
-    if stored_model != model_config:
-        diff = [
-            f"{k}: {v} -> {model_config.to_json()[k]}"
-            for k, v in stored_model.to_json().items()
-            if model_config.to_json()[k] != v
-        ]
-        raise KmervaeError(f"{path}: resuming with a different model config ({'; '.join(diff)})")
-    stored_train = ckpt["train_config"]
-    diff = [
-        f"{k}: {v} -> {train_config.to_json()[k]}"
-        for k, v in stored_train.items()
-        if k not in RESUMABLE_CHANGES and train_config.to_json().get(k) != v
-    ]
-    if diff:
-        raise KmervaeError(
-            f"{path}: resuming with a different training config "
-            f"({'; '.join(diff)}); only {', '.join(RESUMABLE_CHANGES)} may change"
-        )
-    stored_ds = ckpt.get("dataset", {})
-    if (stored_ds.get("n_rows"), stored_ds.get("ids_sha256")) != (
-        ds_info["n_rows"],
-        ds_info["ids_sha256"],
-    ):
-        raise KmervaeError(
-            f"{path}: resuming on a different dataset than the run started with "
-            f"({stored_ds.get('path')})"
-        )
+    cfg: TrainConfig,
+    runtime: RuntimeOptions,
+    resume: bool,
+) -> _Plan:
+    """Every check that can fail, cheapest first; writes nothing."""
+    device, use_bf16 = check_runtime(runtime)
+    ckpt = None
+    if resume:
+        last = run_dir / "checkpoints" / "last.pt"
+        ckpt = load_checkpoint(last)
+        check_resume_config(ckpt, model_config, cfg, last)
+    data = open_training_data(
+        dataset,
+        validation,
+        model_config.ks,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+    )
+    if ckpt is not None:
+        check_resume_data(ckpt.get("dataset", {}), data.info, run_dir)
+    return _Plan(data, device, use_bf16, ckpt)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for a few steps that must not be cut in two."""
+    hold = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, hold)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _RunFiles:
+    """Where a run is written: a new run in a temporary folder beside its run folder until
+    its first checkpoint lands (:meth:`place` then moves it into place, replacing an earlier
+    run), a resumed run in its run folder."""
+
+    def __init__(self, final: Path, resume: bool):
+        self.final = final
+        self.placed = resume
+        if resume:
+            self.root = final
+        else:
+            self.root = temporary_name(final)
+            remove_path(self.root)
+            self.root.mkdir()
+        self.saved_epoch: int | None = None  # of the newest checkpoint in place
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def place(self) -> None:
+        if self.placed:
+            return
+        with _signals_held():
+            replace_path(self.root, self.final)
+            self.root, self.placed = self.final, True
+        log.debug("run moved into place at %s", self.final)
 
 
 def train_vae(
@@ -235,69 +289,58 @@ def train_vae(
     runtime: RuntimeOptions | None = None,
     provenance: dict[str, Any] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
 ) -> TrainSummary:
-    """Train a VAE on a profile dataset; see the module docstring for the run directory."""
+    """Train a VAE on a profile dataset; see the module docstring for the run directory.
+
+    ``on_run_dir`` is called with the folder the run is written in (for a new run, the
+    temporary folder that becomes ``run_dir``) before anything is written there.
+    ``overwrite``: replace an earlier run in ``run_dir``, once the new run's first checkpoint
+    has landed. A failure after that keeps the checkpoints and says that ``resume`` continues.
+    """
     model_config = model_config or VAEConfig()
     cfg = train_config or TrainConfig()
     runtime = runtime or RuntimeOptions()
     run_dir = Path(run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    ckpt: dict[str, Any] | None = None
-    if resume:
-        if not (ckpt_dir / "last.pt").exists():
-            raise KmervaeError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
-        ckpt = load_checkpoint(ckpt_dir / "last.pt")
-        for stale in [*ckpt_dir.glob(".*.tmp-*"), *run_dir.glob(".*.tmp-*")]:
-            remove_path(stale)  # half-written files of the run that was stopped
-    else:
-        earlier = [
-            run_dir / n
-            for n in ("checkpoints", "history.jsonl", "run.json", "model", "training_curves.png")
-            if (run_dir / n).exists()
-        ]
-        if earlier and not overwrite:
-            raise KmervaeError(
-                f"{run_dir} holds a training run (use --resume to continue it "
-                "or --force to start over)"
-            )
-        for path in earlier:
-            remove_path(path)
-
-    ds = open_dataset(dataset)
-    if ds.n_rows == 0:
-        raise InputError(f"{ds.path}: the dataset is empty")
-    columns = _columns_for(ds, model_config)
-    ds_info = _dataset_info(ds)
-    if validation is not None:
-        val_ds = open_dataset(validation)
-        if val_ds.n_rows == 0:
-            raise InputError(f"{val_ds.path}: the validation dataset is empty")
-        val_columns = _columns_for(val_ds, model_config)
-        split = Split(np.arange(ds.n_rows), np.arange(val_ds.n_rows))
-        ds_info["validation"] = _dataset_info(val_ds)
-    else:
-        val_ds, val_columns = ds, columns
-        split = random_split(ds.n_rows, cfg.val_fraction, cfg.seed)
-    if len(split.train) < cfg.batch_size:
-        raise InputError(
-            f"{ds.path}: {len(split.train)} training rows, fewer than one batch "
-            f"({cfg.batch_size}); use a smaller --batch-size"
+    check_run_folder(run_dir, resume=resume, overwrite=overwrite)
+    plan = _prepare(dataset, validation, run_dir, model_config, cfg, runtime, resume)
+    files = _RunFiles(run_dir, resume)
+    if plan.ckpt is not None:
+        files.saved_epoch = int(plan.ckpt["epoch"])
+    try:
+        if on_run_dir is not None:
+            on_run_dir(files.root)
+        return _train(plan, files, model_config, cfg, runtime, provenance, on_epoch)
+    except BaseException as exc:
+        if not files.placed:
+            remove_path(files.root)
+            raise
+        kept = (
+            f"{run_dir} keeps the checkpoint of epoch {files.saved_epoch + 1}; "
+            "--resume continues the run"
+            if files.saved_epoch is not None
+            else ""
         )
-    if len(split.validation) < cfg.batch_size:
-        raise InputError(
-            f"validation set of {len(split.validation)} rows is smaller than one "
-            f"batch ({cfg.batch_size}); use a larger --val-fraction, a validation "
-            "dataset, or a smaller --batch-size"
-        )
+        if isinstance(exc, KeyboardInterrupt):
+            log.info("training stopped; %s", kept)
+        elif isinstance(exc, KmervaeError | OSError) and kept:
+            raise KmervaeError(f"{exc} ({kept})") from None
+        raise
 
-    device = pick_device(runtime.device)
+
+def _train(
+    plan: _Plan,
+    files: _RunFiles,
+    model_config: VAEConfig,
+    cfg: TrainConfig,
+    runtime: RuntimeOptions,
+    provenance: dict[str, Any] | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> TrainSummary:
+    data, device, use_bf16, ckpt = plan.data, plan.device, plan.use_bf16, plan.ckpt
+    ds, val_ds, split, ds_info = data.dataset, data.validation, data.split, data.info
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
-    use_bf16 = runtime.precision == "bf16" or (
-        runtime.precision == "auto" and device.type == "cuda"
-    )
-    if runtime.precision not in ("auto", "fp32", "bf16"):
-        raise KmervaeError(f"unknown precision {runtime.precision!r} (auto, fp32 or bf16)")
     _seed_everything(cfg.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -308,12 +351,13 @@ def train_vae(
     )
     plateau = PlateauState(cfg.lr)
     start_epoch, best_epoch, best_loss, since_best = 0, None, math.inf, 0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir.mkdir(exist_ok=True)
-    history = _History(run_dir / "history.jsonl")
-    run_info_path = run_dir / "run.json"
+    files.checkpoints.mkdir(exist_ok=True)
+    for name in ("last.pt", "best.pt"):
+        remove_stale_temporaries(files.checkpoints / name)
+    for name in ("history.jsonl", "run.json", "training_curves.png"):
+        remove_stale_temporaries(files.root / name)
+    history = _History(files.root / "history.jsonl")
     if ckpt is not None:
-        _check_resume(ckpt, model_config, cfg, ds_info, ckpt_dir / "last.pt")
         model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         plateau = PlateauState.from_json(ckpt["plateau"])
@@ -322,6 +366,16 @@ def train_vae(
         best_loss = float(ckpt.get("best_val_loss", math.inf))
         since_best = int(ckpt.get("since_best", 0))
         restore_rng_state(ckpt["rng"])
+        run_info = read_run_record(files.root) if (files.root / "run.json").exists() else {}
+        run_info.setdefault("resumes", []).append(
+            {
+                "epoch": start_epoch,
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                "dataset": ds_info,
+                "provenance": provenance or {},
+            }
+        )
         history.load(upto_epoch=int(ckpt["epoch"]))
         history.append(
             {
@@ -331,11 +385,7 @@ def train_vae(
                 "command": (provenance or {}).get("command"),
             }
         )
-        run_info = json.loads(run_info_path.read_text()) if run_info_path.exists() else {}
-        run_info.setdefault("resumes", []).append(
-            {"epoch": start_epoch, "provenance": provenance or {}}
-        )
-        log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+        log.info("resuming %s at epoch %d", files.root, start_epoch + 1)
     else:
         history.load(upto_epoch=None)
         run_info = {
@@ -351,28 +401,27 @@ def train_vae(
                 "val_fraction": cfg.val_fraction,
             },
             "device": str(device),
+            "threads": torch.get_num_threads(),  # CPU results depend on it (BatchNorm)
             "provenance": provenance or {},
         }
-    tmp = temporary_name(run_info_path)
-    tmp.write_text(json.dumps(run_info, indent=2) + "\n")
-    os.replace(tmp, run_info_path)
+    _write_text(files.root / "run.json", json.dumps(run_info, indent=2) + "\n")
 
     budget = runtime.memory_mb << 20
     train_batches = make_batches(
-        ds, columns, split.train, device, runtime.placement, budget * 9 // 10
+        ds, data.columns, split.train, device, runtime.placement, budget * 9 // 10
     )
     val_batches = make_batches(
-        val_ds, val_columns, split.validation, device, runtime.placement, budget // 10
+        val_ds, data.val_columns, split.validation, device, runtime.placement, budget // 10
     )
     rng = np.random.default_rng([cfg.seed, 1])
     eval_rows = np.sort(
         rng.choice(split.train, min(cfg.eval_train_rows, len(split.train)), replace=False)
     )
-    train_eval = torch.from_numpy(read_rows(ds, columns, eval_rows)).to(device)
+    train_eval = torch.from_numpy(read_rows(ds, data.columns, eval_rows)).to(device)
     pool_rows = np.sort(
         rng.choice(split.validation, min(cfg.fidelity_pool, len(split.validation)), replace=False)
     )
-    fidelity_pool = torch.from_numpy(read_rows(val_ds, val_columns, pool_rows)).to(device)
+    fidelity_pool = torch.from_numpy(read_rows(val_ds, data.val_columns, pool_rows)).to(device)
     step_model: torch.nn.Module = model
     if runtime.compile != "none":
         step_model = torch.compile(
@@ -529,10 +578,13 @@ def train_vae(
         }
         history.append(record)
         if improved:
-            save_checkpoint(ckpt_dir / "best.pt", payload)
-        save_checkpoint(ckpt_dir / "last.pt", payload)
+            save_checkpoint(files.checkpoints / "best.pt", payload)
+        save_checkpoint(files.checkpoints / "last.pt", payload)
+        files.saved_epoch = epoch
+        files.place()  # a new run replaces an earlier one only now
+        history.path = files.root / "history.jsonl"
         if time.monotonic() - last_plot > 30 or epoch in (start_epoch, cfg.epochs - 1):
-            plot_training_curves(history.rows, run_dir / "training_curves.png")
+            plot_training_curves(history.rows, files.root / "training_curves.png")
             last_plot = time.monotonic()
         log.info(
             "epoch %d/%d  train %.4g (eval mode %.4g)  val %.4g  recon %.4g  KL %.4g  "
@@ -557,12 +609,15 @@ def train_vae(
         if cfg.early_stopping and epoch >= cfg.kl_warmup and since_best >= cfg.early_stopping:
             log.info("early stop: no validation gain in %d epochs", cfg.early_stopping)
             stopped_early = True
-            plot_training_curves(history.rows, run_dir / "training_curves.png")
+            plot_training_curves(history.rows, files.root / "training_curves.png")
             break
 
-    model_dir = _publish(run_dir, ckpt_dir, model_config, cfg, ds_info, history.rows, provenance)
+    files.place()
+    model_dir = _publish(
+        files.root, files.checkpoints, model_config, cfg, ds_info, history.rows, provenance
+    )
     return TrainSummary(
-        run_dir, epoch + 1 - start_epoch, epoch, best_epoch, best_loss, stopped_early, model_dir
+        files.root, epoch + 1 - start_epoch, epoch, best_epoch, best_loss, stopped_early, model_dir
     )
 
 
@@ -641,4 +696,7 @@ def _publish(
         "training": cfg.to_json(),
         "provenance": provenance or {},
     }
-    return save_model(model, run_dir / "model", card=card, overwrite=True)
+    try:
+        return save_model(model, run_dir / "model", card=card, overwrite=True)
+    except SafetensorError as exc:  # a full disk while writing the weights
+        raise KmervaeError(f"{run_dir / 'model'}: cannot write the model ({exc})") from None

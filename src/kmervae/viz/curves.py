@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kmervae.io.atomic import temporary_name
+from kmervae.errors import KmervaeError
+from kmervae.io.atomic import remove_path, temporary_name
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -67,6 +68,14 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
         a.set_xlabel("epoch")
     fig.tight_layout()
     tmp = temporary_name(path, "png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=80, format="png")
+        os.replace(tmp, path)
+    except OSError as exc:
+        remove_path(tmp)
+        raise KmervaeError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        remove_path(tmp)
+        raise
+    finally:
+        plt.close(fig)
