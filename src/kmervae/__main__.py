@@ -1,5 +1,3 @@
-import sys
+from kmervae._program import run
 
-from kmervae.cli import main
-
-sys.exit(main())
+run()

@@ -20,7 +20,9 @@ _CONSOLE_FORMAT = "%(levelname)s: %(message)s"
 _FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
+def add_common_options(
+    parser: argparse.ArgumentParser, force_help: str = "replace outputs that exist"
+) -> None:
     group = parser.add_argument_group("output and logging")
     group.add_argument(
         "-v", "--verbose", action="count", default=0, help="more messages (repeat for debug output)"
@@ -28,7 +30,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "-q", "--quiet", action="count", default=0, help="fewer messages, no progress bar"
     )
-    group.add_argument("--force", action="store_true", help="replace outputs that exist")
+    group.add_argument("--force", action="store_true", help=force_help)
 
 
 class Bounded:
@@ -150,11 +152,19 @@ def setup_console_logging(verbosity: int) -> None:
     root.addHandler(console)
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """A log file that cannot be written (a full disk) is passed over in silence: the
+    command's own output meets the same error and reports it in one line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 class LogFile:
     """A full (debug) log written into an output directory for the span of a command."""
 
     def __init__(self, path: Path, args: argparse.Namespace, seed: int | None = None):
-        self.handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        self.handler = _QuietFileHandler(path, mode="a", encoding="utf-8")
         self.handler.setLevel(logging.DEBUG)
         self.handler.setFormatter(logging.Formatter(_FILE_FORMAT))
         logging.getLogger("kmervae").addHandler(self.handler)

@@ -205,14 +205,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="none",
         help="torch.compile the model (reduce-overhead: CUDA graphs, CUDA only)",
     )
-    add_common_options(parser)
-    for action in parser._actions:
-        if action.dest == "force":
-            action.help = (
-                "replace an existing run in RUN_DIR: the new run is built beside it and takes "
-                "its place only when its first epoch is checkpointed, so the old run survives "
-                "a new one that fails or is stopped before then"
-            )
+    add_common_options(
+        parser,
+        force_help="replace an existing run in RUN_DIR: the new run is built beside it and "
+        "takes its place only when its first epoch is checkpointed, so the old run survives "
+        "a new one that fails or is stopped before then",
+    )
     parser.set_defaults(run=run_train)
 
 

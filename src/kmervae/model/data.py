@@ -75,7 +75,7 @@ def dataset_info(ds: ProfileDataset) -> dict[str, Any]:
     if size > 1 << 30:
         log.info("checksumming %s (%.1f GB) for the run's record", features, size / 1e9)
     return {
-        "path": str(ds.path),
+        "path": str(Path(ds.path).resolve()),
         "kind": ds.kind,
         "n_rows": ds.n_rows,
         "ids_sha256": ds.manifest.get("ids_sha256"),

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
 
 from kmervae._version import __version__
 from kmervae.errors import KmervaeError
@@ -683,7 +682,12 @@ def _publish(
     fidelity = [h for h in epochs if "fidelity_spearman" in h]
     card = {
         "name": run_dir.name,
-        "training_data": {k: ds_info.get(k) for k in ("path", "n_rows", "ids_sha256", "sources")},
+        "training_data": {
+            **{k: ds_info.get(k) for k in ("path", "n_rows", "ids_sha256", "sources")},
+            # a separate validation dataset, or None: a seeded split of the training data
+            # (evaluate then knows which rows of it were never trained on)
+            "validation": ds_info.get("validation"),
+        },
         "metrics": {
             "epoch": int(ckpt["epoch"]) + 1,
             "val_loss": chosen.get("val_loss"),
@@ -696,7 +700,4 @@ def _publish(
         "training": cfg.to_json(),
         "provenance": provenance or {},
     }
-    try:
-        return save_model(model, run_dir / "model", card=card, overwrite=True)
-    except SafetensorError as exc:  # a full disk while writing the weights
-        raise KmervaeError(f"{run_dir / 'model'}: cannot write the model ({exc})") from None
+    return save_model(model, run_dir / "model", card=card, overwrite=True)
