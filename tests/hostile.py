@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -151,3 +151,35 @@ def check_interrupted(code: int, err: str, sig: int, command: str) -> bool:
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"kmervae {command}: {expected[1]}"), err
     return True
+
+
+def stopped_then_rerun(
+    argv: list[str],
+    output: Path,
+    sig: int,
+    after: float,
+    same: Callable[[Path], None] | None = None,
+) -> bool:
+    """Stop ``kmervae ARGV`` (writing ``output``) with ``sig`` ``after`` seconds into its
+    work, check what it left, rerun it in this process with ``--force`` and check that the
+    rerun leaves no temporaries. ``same(output)`` compares an output with an uninterrupted
+    run's: it is applied to any output the stopped command left under its final name (which
+    must then be whole), and to the rerun's.
+    Returns whether the command was stopped before it finished."""
+    command = str(argv[0])
+    code, err = interrupt(argv, sig, after, started=output)
+    where = f"signal {sig} {after:.3f} s into the work, exit {code}: {err}"
+    stopped = check_interrupted(code, err, sig, command)
+    if output.exists():  # finished, or stopped after its last rename: it must be whole
+        if same is not None:
+            same(output)
+    else:
+        assert stopped, f"{output} is missing; {where}"
+    if stopped and sig != signal.SIGKILL:
+        assert not leftovers(output.parent), f"{leftovers(output.parent)}; {where}"
+    status = main([*map(str, argv), "-q", "--force"])  # the rerun removes what a kill left
+    assert status == 0, f"the rerun failed; {where}"
+    assert_clean(output.parent)
+    if same is not None:
+        same(output)
+    return stopped

@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 from cluster_factory import blobs, needs_mcl, write_embeddings, write_graph, write_store
-from hostile import assert_clean, check_interrupted, interrupt, leftovers
+from hostile import stopped_then_rerun
 
 from kmervae.cli import main
 
@@ -26,19 +26,6 @@ def space(tmp_path_factory):
     return root, graph, emb
 
 
-def _stopped_then_rerun(argv, output, sig, after, command):
-    code, err = interrupt(argv, sig, after, started=output)
-    stopped = check_interrupted(code, err, sig, command)
-    if stopped:
-        assert not output.exists(), f"{output} exists after the command was stopped"
-        if sig != signal.SIGKILL:
-            assert not leftovers(output.parent), leftovers(output.parent)
-    else:
-        assert output.exists()
-    assert main([*argv, "-q", "--force"]) == 0  # the rerun; it removes what a kill left
-    assert_clean(output.parent)
-
-
 @needs_mcl
 @pytest.mark.kill_point
 @pytest.mark.parametrize(("sig", "after"), [(s, a) for s in SIGNALS for a in (0.0, 0.4)])
@@ -48,10 +35,12 @@ def test_cluster_stopped_and_rerun_gives_the_same_clusters(space, tmp_path, sig,
     reference = tmp_path / "reference"
     assert main(["cluster", str(graph), "-o", str(reference), *options, "-q"]) == 0
     out = tmp_path / "out"
-    _stopped_then_rerun(["cluster", str(graph), "-o", str(out), *options], out, sig, after,
-                        "cluster")  # fmt: skip
-    for name in ("clusters.tsv", "clusters.mcl-I1.4.tsv", "clusters.leiden-r1.tsv"):
-        assert (out / name).read_text() == (reference / name).read_text(), name
+
+    def same(folder):
+        for name in ("clusters.tsv", "clusters.mcl-I1.4.tsv", "clusters.leiden-r1.tsv"):
+            assert (folder / name).read_text() == (reference / name).read_text(), name
+
+    stopped_then_rerun(["cluster", graph, "-o", out, *options], out, sig, after, same)
 
 
 @pytest.mark.kill_point
@@ -62,7 +51,9 @@ def test_map_stopped_and_rerun_gives_the_same_map(space, tmp_path, sig):
     reference = tmp_path / "reference"
     assert main(["map", str(emb), "-o", str(reference), *options, "-q"]) == 0
     out = tmp_path / "out"
-    _stopped_then_rerun(["map", str(emb), "-o", str(out), *options], out, sig, 0.3, "map")
-    np.testing.assert_array_equal(
-        np.load(out / "coordinates.npy"), np.load(reference / "coordinates.npy")
-    )
+
+    def same(folder):
+        coordinates = [np.load(f / "coordinates.npy") for f in (folder, reference)]
+        np.testing.assert_array_equal(*coordinates)
+
+    stopped_then_rerun(["map", emb, "-o", out, *options], out, sig, 0.3, same)

@@ -21,11 +21,9 @@ from embed_factory import SMALL, random_profiles, write_model, write_profiles
 from hostile import (
     assert_clean,
     assert_refused,
-    check_interrupted,
-    interrupt,
-    leftovers,
     read_only_folder,
     small_disk,
+    stopped_then_rerun,
 )
 
 from kmervae.cli import main
@@ -495,23 +493,7 @@ def test_knn_same_seed_same_graph(space, tmp_path, method):
 def _stopped_then_rerun(
     argv: list[str], output: Path, sig: int, command: str, same: Callable[[Path], None]
 ) -> None:
-    after = random.uniform(0, 0.4)
-    code, err = interrupt(argv, sig, after, started=output)
-    where = f"signal {sig} {after:.3f} s after it started, exit {code}: {err}"
-    if output.exists():  # finished before the signal took effect: it must be whole
-        same(output)
-        assert "Traceback" not in err, where
-    else:
-        if code == -signal.SIGINT:
-            # CPython ends by SIGINT itself once a KeyboardInterrupt has passed through an
-            # extension's embedded Python code, even when caught: a shell sees 130 either way
-            code = 130
-        assert check_interrupted(code, err, sig, command), where
-        if sig != signal.SIGKILL:
-            assert not leftovers(output.parent), f"{leftovers(output.parent)} {where}"
-    assert main([str(a) for a in argv] + ["-q", "--force"]) == 0  # the rerun cleans up
-    assert_clean(output.parent)
-    same(output)
+    stopped_then_rerun(argv, output, sig, random.uniform(0, 0.4), same)
 
 
 @pytest.mark.kill_point
