@@ -303,6 +303,9 @@ def test_legacy_split_names(tmp_path, two):
         assert (tmp_path / f"flat.{side}.txt").exists()
     n = [len((tmp_path / f"flat.{s}.txt").read_text().split()) for s in ("train", "validation")]
     assert n == [round(0.5 * 101), 101 - round(0.5 * 101)]
+    # a dotted NAME finds its own ids (flat.train.txt, not flat.txt)
+    train = read_back(tmp_path / "flat.train.npy")
+    assert train.ids == (tmp_path / "flat.train.txt").read_text().split()
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.2])

@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from kmervae.cli._common import (
+    Bounded,
     OutputLogs,
     add_common_options,
     add_format_option,
+    fraction,
     progress_bar,
+    seed_type,
 )
 from kmervae.io.concat import DEFAULT_MEMORY_MB, concat_datasets
 from kmervae.io.dataset import DatasetWriter
 from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
+
+#: the smallest shuffle bucket worth having (MiB): below it the buckets outnumber the rows
+MIN_MEMORY_MB = 0.01
+
+
+def _physical_memory_mb() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30  # unknown: no practical bound
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,18 +73,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--split",
-        type=float,
+        type=fraction,
         default=None,
         metavar="FRACTION",
-        help="write OUT.train with round(FRACTION x N) rows and OUT.validation with the rest "
+        help="write OUT.train with round(FRACTION x N) rows and OUT.validation with the rest; "
+        "FRACTION in (0, 1) "
         "(with --shuffle: the first rows of the shuffled order; otherwise a seeded random "
         "subset, each side in input order)",
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed_type,
         default=42,
-        help="seed of --shuffle and --split (default: 42)",
+        help="seed of --shuffle and --split, 0 to 2^32-1 (default: 42)",
     )
     parser.add_argument(
         "--prefix-ids",
@@ -79,11 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--memory",
-        type=float,
+        type=Bounded(float, MIN_MEMORY_MB, _physical_memory_mb()),
         default=DEFAULT_MEMORY_MB,
         metavar="MB",
-        help=f"memory for one shuffle bucket, in MiB (default: {DEFAULT_MEMORY_MB:g}); the "
-        "shuffle's result does not depend on it",
+        help=f"memory for one shuffle bucket, in MiB, from {MIN_MEMORY_MB:g} to this machine's "
+        f"memory (default: {DEFAULT_MEMORY_MB:g}); the shuffle's result does not depend on it",
     )
     add_common_options(parser)
     parser.set_defaults(run=run)

@@ -21,6 +21,17 @@ keep their order and the train rows are a uniformly random subset drawn in fixed
 of 65,536 rows: with ``R`` rows and ``T`` train places left, the number of train rows in
 the next window is hypergeometric(T, R - T, window), which is exactly its distribution under
 a uniform choice of the whole subset, and their positions within the window are uniform.
+
+Both sides are finished under temporary names and moved in as one group by
+:func:`kmervae.io.dataset.commit_outputs`: a kill during the renames leaves a journal that
+readers refuse and the next run rolls back, so ``OUT.train`` never stands without its
+``OUT.validation`` (nor a legacy ``.npy`` beside the ids of another run).
+
+Checks come before work: options, then the outputs (an existing one is refused before any
+input is read), then that every input is there, then the inputs themselves (layouts, ids
+and their checksums, duplicate ids), and every row as it is read (NaN or infinite features,
+impossible lengths, G+C fractions or ambiguous counts), each a one-line error naming the
+file and row. Same inputs and seed give byte-identical arrays and ids.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import secrets
 import time
@@ -41,12 +53,19 @@ import numpy as np
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import remove_path, scratch_dir
 from kmervae.io.dataset import (
+    FEATURE_DTYPES,
     DatasetWriter,
     ProfileDataset,
+    check_output,
+    commit_outputs,
+    first_bad_row,
     iter_id_blocks,
     iter_row_blocks,
-    legacy_paths,
+    legacy_ids_candidates,
+    locate_dataset,
+    naming_oserrors,
     open_dataset,
+    output_files,
 )
 from kmervae.io.ids import IdRegistry
 from kmervae.io.shuffle import (
@@ -111,19 +130,34 @@ def split_output_paths(output: str | Path, fmt: str) -> list[Path]:
     return [base.with_name(f"{base.name}.{side}") for side in SPLIT_SIDES]
 
 
+def locate_inputs(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """Check that every input is there and given once, reading no file (see
+    :func:`kmervae.io.dataset.locate_dataset`), so that a missing third input fails before
+    the first two are opened."""
+    if not paths:
+        raise KmervaeError("no input datasets given")
+    located = [locate_dataset(p) for p in paths]
+    seen: dict[Path, Path] = {}
+    for _, path in located:
+        key = path.resolve()
+        if key in seen:
+            raise KmervaeError(f"{path} is given twice (as {seen[key]})")
+        seen[key] = path
+    return located
+
+
 def open_inputs(paths: Sequence[str | Path]) -> list[ProfileDataset]:
-    """Open every input, check that the feature layouts agree and verify native id checksums.
+    """Open every input (each checks its files and its ids checksum on open) and check that
+    the feature layouts agree.
 
     Raises
     ------
     InputError
-        naming both files when two layouts differ, or the file whose ids do not match.
+        naming both files when two layouts differ, or the file that is damaged.
     """
-    if not paths:
-        raise KmervaeError("no input datasets given")
+    locate_inputs(paths)
     datasets = [open_dataset(p) for p in paths]
     first = datasets[0]
-    seen: dict[Path, Path] = {}
     for ds in datasets:
         if ds.layout != first.layout:
             raise InputError(
@@ -131,11 +165,6 @@ def open_inputs(paths: Sequence[str | Path]) -> list[ProfileDataset]:
                 f"({first.layout.n_features} features) but {ds.path} has "
                 f"k={list(ds.layout.ks)} ({ds.layout.n_features} features)"
             )
-        key = ds.path.resolve()
-        if key in seen:
-            raise KmervaeError(f"{ds.path} is given twice (as {seen[key]})")
-        seen[key] = ds.path
-        ds.verify_ids()
     return datasets
 
 
@@ -168,6 +197,9 @@ def collect_ids(datasets: Sequence[ProfileDataset], work: Path, prefix_ids: bool
         for index, ds in enumerate(datasets):
             prefix = _id_prefix(ds) if prefix_ids else ""
             for block in ds.iter_ids():
+                if "" in block:
+                    line = row - _first_row(datasets, index) + block.index("") + 1
+                    raise InputError(f"{ds.ids_path}: line {line} is an empty id")
                 if prefix:
                     block = [prefix + ident for ident in block]
                 registry.add(block, row, index)
@@ -177,6 +209,10 @@ def collect_ids(datasets: Sequence[ProfileDataset], work: Path, prefix_ids: bool
         # check_duplicates needs only .sources and .ids_file(), which _InputIds provides
         registry.check_duplicates(cast("DatasetWriter", sink), prefix_ids)
     return sink.path
+
+
+def _first_row(datasets: Sequence[ProfileDataset], index: int) -> int:
+    return sum(ds.n_rows for ds in datasets[:index])
 
 
 class _IdReader:
@@ -309,6 +345,28 @@ def _input_record(ds: ProfileDataset, data_sha256: str) -> dict[str, Any]:
     return record
 
 
+def _check_rows(ds: ProfileDataset, start: int, rows: RowBlock) -> None:
+    """Refuse values no profile has: NaN or infinite features, a negative length, a G+C
+    fraction outside [0, 1] (NaN is allowed: no A/C/G/T), an ambiguous count below -1.
+    One InputError names the dataset, the first bad row (1-based) and its id."""
+    found: list[tuple[int, str]] = []
+    bad = first_bad_row(rows.features)
+    if bad >= 0:
+        found.append((bad, "NaN or infinite features"))
+    for values, wrong, what in (
+        (rows.lengths, rows.lengths < 0, "length"),
+        (rows.gc, (rows.gc < 0) | (rows.gc > 1), "G+C fraction"),  # NaN compares False
+        (rows.ambiguous, rows.ambiguous < -1, "ambiguous-base count"),
+    ):
+        where = np.flatnonzero(wrong)
+        if len(where):
+            found.append((int(where[0]), f"{what} {values[where[0]]}"))
+    if found:
+        row, what = min(found)
+        row += start
+        raise InputError(f"{ds.path}: row {row + 1} (id {ds.id_of_row(row)}) has {what}")
+
+
 def _stream_inputs(
     datasets: Sequence[ProfileDataset],
     sources: _SourceTable,
@@ -329,7 +387,7 @@ def _stream_inputs(
             digest = _StreamDigest(data_file, ds.n_rows, row_bytes)
             try:
                 for start, stop in iter_row_blocks(ds.n_rows, block_rows):
-                    yield RowBlock(
+                    rows = RowBlock(
                         np.asarray(ds.features[start:stop]),
                         ds.lengths(start, stop),
                         ds.gc(start, stop),
@@ -337,6 +395,8 @@ def _stream_inputs(
                         sources.remap(index, ds.sources(start, stop)),
                         ids.take(stop - start),
                     )
+                    _check_rows(ds, start, rows)
+                    yield rows
                     digest.advance(stop)
                 records.append(_input_record(ds, digest.hexdigest()))
             finally:
@@ -372,21 +432,16 @@ class _Outputs:
 
 
 # -- the entry point ------------------------------------------------------------------------
-def _discard_output(writer: DatasetWriter) -> None:
-    """Remove an output that was already closed (its partner failed)."""
-    if writer.fmt == "native":
-        remove_path(writer.path)
-    else:
-        for path in (writer.npy_path, writer.ids_final, writer.npy_path.with_suffix(".json")):
-            remove_path(path)
-
-
 def _refuse_overwriting_inputs(
-    targets: list[Path], datasets: Sequence[ProfileDataset], fmt: str
+    targets: list[Path], located: list[tuple[str, Path]], fmt: str
 ) -> None:
-    taken = {p.resolve() for ds in datasets for p in (ds.path, ds.ids_path)}
+    taken: set[Path] = set()
+    for kind, path in located:
+        taken.add(path.resolve())
+        if kind == "legacy":
+            taken.update(p.resolve() for p in legacy_ids_candidates(path))
     for target in targets:
-        for path in [target] if fmt == "native" else list(legacy_paths(target)):
+        for path in output_files(target, fmt):
             if path.resolve() in taken:
                 raise KmervaeError(f"output {path} is one of the inputs; choose another name")
 
@@ -442,16 +497,28 @@ def concat_datasets(
         written then.
     """
     started = time.perf_counter()
+    # options, then outputs, then inputs: an error costs no reading
     if fmt not in ("native", "legacy"):
         raise KmervaeError(f"unknown dataset format {fmt!r} (use native or legacy)")
+    if dtype is not None and dtype not in FEATURE_DTYPES:
+        raise KmervaeError(f"unsupported feature dtype {dtype!r} (use float32 or float16)")
+    if fmt == "legacy" and dtype not in (None, "float32"):
+        raise KmervaeError(
+            "the legacy format is float32 only (drop --dtype or use --format native)"
+        )
     if split is not None and not 0.0 < split < 1.0:
         raise KmervaeError(
             f"--split takes the train fraction, between 0 and 1 exclusive; got {split}"
         )
-    if not memory_mb > 0:
+    if not (math.isfinite(memory_mb) and memory_mb > 0):
         raise KmervaeError(f"--memory must be positive, got {memory_mb}")
     if seed is not None and seed < 0:
         raise KmervaeError(f"--seed must be a non-negative integer, got {seed}")
+    targets = [Path(output)] if split is None else split_output_paths(output, fmt)
+    for target in targets:
+        check_output(target, fmt, overwrite)
+    located = locate_inputs(inputs)
+    _refuse_overwriting_inputs(targets, located, fmt)
     datasets = open_inputs(inputs)
     layout = datasets[0].layout
     if dtype is None:
@@ -467,8 +534,6 @@ def concat_datasets(
             )
     if seed is None and (shuffle or split is not None):
         seed = draw_seed()
-    targets = [Path(output)] if split is None else split_output_paths(output, fmt)
-    _refuse_overwriting_inputs(targets, datasets, fmt)
     memory_bytes = int(memory_mb * (1 << 20))
     bucket_row_bytes = bucket_record_dtype(layout.n_features, dtype).itemsize
     block_bytes = min(_READ_BLOCK_BYTES, memory_bytes // 4) if shuffle else _READ_BLOCK_BYTES
@@ -481,83 +546,86 @@ def concat_datasets(
             progress(n, total_steps)
 
     writers: list[DatasetWriter] = []
-    closed: list[DatasetWriter] = []
     work: Path | None = None
     try:
-        for target in targets:
-            writers.append(DatasetWriter(target, layout, dtype, fmt, overwrite))
-        work = scratch_dir(targets[0], "work")
-        if on_writer is not None:
-            for writer in writers:
-                on_writer(writer)
-        log.debug(
-            "concat: %d inputs, %d rows, layout k=%s, output %s %s",
-            len(datasets),
-            n_rows,
-            list(layout.ks),
-            fmt,
-            dtype,
-        )
-        ids_path = collect_ids(datasets, work, prefix_ids)
-        sources = _SourceTable(datasets)
-        selector = None
-        if split is not None and not shuffle:
-            selector = SplitSelector(n_rows, cast(int, n_train), np.random.default_rng(seed))
-        outputs = _Outputs(writers, n_train, selector)
-        records: list[dict[str, Any]] = []
-        rows_in = contextlib.closing(
-            _stream_inputs(datasets, sources, ids_path, block_rows, records)
-        )
-        with rows_in as rows_iter:
-            if shuffle:
-                log.info(
-                    "shuffling %d rows through %d temporary buckets in %s", n_rows, n_buckets, work
-                )
-                record = bucket_record_dtype(layout.n_features, dtype)
-                store = BucketFiles(work / "buckets")
-                try:
-                    scatter_rows(
-                        rows_iter, store, np.random.default_rng(seed), record, n_buckets, step
+        with naming_oserrors(targets[0]):
+            for target in targets:
+                writers.append(DatasetWriter(target, layout, dtype, fmt, overwrite))
+            # named after the first output file, so that its writer's next run removes it
+            work = scratch_dir(writers[0].path, "work")
+            if on_writer is not None:
+                for writer in writers:
+                    on_writer(writer)
+            log.debug(
+                "concat: %d inputs, %d rows, layout k=%s, output %s %s",
+                len(datasets),
+                n_rows,
+                list(layout.ks),
+                fmt,
+                dtype,
+            )
+            ids_path = collect_ids(datasets, work, prefix_ids)
+            sources = _SourceTable(datasets)
+            selector = None
+            if split is not None and not shuffle:
+                selector = SplitSelector(n_rows, cast(int, n_train), np.random.default_rng(seed))
+            outputs = _Outputs(writers, n_train, selector)
+            records: list[dict[str, Any]] = []
+            rows_in = contextlib.closing(
+                _stream_inputs(datasets, sources, ids_path, block_rows, records)
+            )
+            with rows_in as rows_iter:
+                if shuffle:
+                    log.info(
+                        "shuffling %d rows through %d temporary buckets in %s",
+                        n_rows,
+                        n_buckets,
+                        work,
                     )
-                finally:
-                    store.close()
-                gather_rows(
-                    store, record, n_buckets, cast(int, seed), block_rows, outputs.write, step
-                )
-            else:
-                for rows in rows_iter:
-                    outputs.write(rows)
-                    step(len(rows))
-        for record_in in records:
-            log.debug("input %s", record_in)
-        base = dict(provenance) if provenance is not None else run_provenance([], seed)
-        base.update(
-            seed=seed,
-            inputs=records,
-            concat={
-                "shuffle": shuffle,
-                "split": split,
-                "prefix_ids": prefix_ids,
-                "memory_mb": memory_mb,
-                "n_buckets": n_buckets,
-                "dtype": dtype,
-                "format": fmt,
-            },
-        )
-        for side, writer in enumerate(writers):
-            for entry in sources.entries:
-                writer.add_source(entry)
-            meta = dict(base)
-            if split is not None:
-                meta["split_side"] = SPLIT_SIDES[side]
-            writer.close(meta)
-            closed.append(writer)
+                    record = bucket_record_dtype(layout.n_features, dtype)
+                    store = BucketFiles(work / "buckets")
+                    try:
+                        scatter_rows(
+                            rows_iter, store, np.random.default_rng(seed), record, n_buckets, step
+                        )
+                    finally:
+                        store.close()
+                    gather_rows(
+                        store, record, n_buckets, cast(int, seed), block_rows, outputs.write, step
+                    )
+                else:
+                    for rows in rows_iter:
+                        outputs.write(rows)
+                        step(len(rows))
+            for record_in in records:
+                log.debug("input %s", record_in)
+            base = dict(provenance) if provenance is not None else run_provenance([], seed)
+            base.update(
+                seed=seed,
+                inputs=records,
+                concat={
+                    "shuffle": shuffle,
+                    "split": split,
+                    "prefix_ids": prefix_ids,
+                    "memory_mb": memory_mb,
+                    "n_buckets": n_buckets,
+                    "dtype": dtype,
+                    "format": fmt,
+                },
+            )
+            moves: list[tuple[Path, Path]] = []
+            for side, writer in enumerate(writers):
+                for entry in sources.entries:
+                    writer.add_source(entry)
+                meta = dict(base)
+                if split is not None:
+                    meta["split_side"] = SPLIT_SIDES[side]
+                moves += writer.finish(meta)
+            # train and validation (and each legacy pair) appear together or not at all
+            commit_outputs(moves)
     except BaseException:
         for writer in writers:
-            if writer in closed:
-                _discard_output(writer)
-            else:
-                writer.abort()
+            writer.abort()
         raise
     finally:
         if work is not None:

@@ -12,16 +12,31 @@ Native dataset (a directory)::
     ids.txt           N lines, one record id each
 
 Legacy dataset: ``NAME.npy`` (float32, N x (1 + F), column 0 the length) and ``NAME.txt`` or
-``NAME.txt.gz`` (one id per line). Both are memory-mapped, never loaded whole.
+``NAME.txt.gz`` (one id per line). Both are memory-mapped, never loaded whole. kmervae writes
+``NAME.json`` beside them, the manifest a native dataset would have: its row count, layout and
+ids SHA-256 tie the pair together, so an ``.npy`` next to the ids of another run is refused.
+A pair from elsewhere, without ``NAME.json``, is read as it is.
+
+Checks on open (each failure is one :class:`~kmervae.errors.InputError` line naming the file):
+the manifest and its layout, every array's dtype, shape and exact file size (a truncated or
+padded ``.npy``), C order, the number of ids and their UTF-8 text and checksum, and an
+unfinished group commit (see :func:`commit_outputs`). The feature values themselves are
+checked for NaN and infinities by the commands that read every row anyway (``concat``,
+``train``, ``embed``), where it costs nothing extra, with the row and id named.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import gzip
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Iterable, Iterator
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,10 +44,19 @@ import numpy as np
 
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
+from kmervae.io.atomic import (
+    _pid_alive,
+    check_writable,
+    remove_path,
+    remove_stale_temporaries,
+    replace_path,
+    temporary_name,
+)
 from kmervae.io.manifest import read_json_manifest
 from kmervae.io.npy import NpyStreamWriter, load_npy
 from kmervae.kmers.layout import FEATURE_LAYOUT, FeatureLayout
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "kmervae-profiles"
 SCHEMA_VERSION = 1
@@ -40,6 +64,8 @@ FEATURE_DTYPES = ("float32", "float16")
 _LEGACY_LAYOUTS = {1 + FEATURE_LAYOUT.n_features: FEATURE_LAYOUT}
 for _ks in ((5, 4, 3, 2, 1), (4,)):
     _LEGACY_LAYOUTS[1 + FeatureLayout(_ks).n_features] = FeatureLayout(_ks)
+# gzip and zlib errors carry no file name; they are re-raised naming the file
+_COMPRESSED_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -56,33 +82,116 @@ def _open_text(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
+def _chunks(path: Path, size: int) -> Iterator[bytes]:
+    """The (decompressed) bytes of ``path`` in chunks of ``size``; a damaged gzip stream is
+    an InputError naming the file."""
+    try:
+        with _open_text(path) as fh:
+            while data := fh.read(size):
+                yield data
+    except _COMPRESSED_ERRORS as exc:
+        raise InputError(f"{path}: damaged compressed file ({exc})") from None
+
+
 def iter_id_blocks(path: Path, block_bytes: int = 8 << 20) -> Iterator[list[str]]:
     """Ids of a one-id-per-line file (plain or gzip), in blocks of whole lines."""
-    with _open_text(path) as fh:
-        carry = b""
-        while True:
-            data = fh.read(block_bytes)
-            if not data:
-                break
-            data = carry + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            carry = data[cut + 1 :]
-            yield data[:cut].decode().split("\n")
-        if carry:
-            yield carry.decode().split("\n")
+    carry = b""
+    lines_before = 0
+
+    def decode(data: bytes) -> list[str]:
+        try:
+            return data.decode().split("\n")
+        except UnicodeDecodeError as exc:
+            line = lines_before + data[: exc.start].count(b"\n") + 1
+            raise InputError(f"{path}: line {line} is not UTF-8 text") from None
+
+    for data in _chunks(path, block_bytes):
+        data = carry + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry = data[cut + 1 :]
+        block = decode(data[:cut])
+        lines_before += len(block)
+        yield block
+    if carry:
+        yield decode(carry)
 
 
 def count_lines(path: Path) -> int:
     n = 0
     last = b"\n"
-    with _open_text(path) as fh:
-        while data := fh.read(16 << 20):
-            n += data.count(b"\n")
-            last = data[-1:]
+    for data in _chunks(path, 16 << 20):
+        n += data.count(b"\n")
+        last = data[-1:]
     return n + (last != b"\n")
+
+
+def scan_ids(path: Path) -> tuple[int, str]:
+    """Number of ids in ``path`` and the SHA-256 of its (decompressed) text, in one pass that
+    also checks the text is UTF-8 (an InputError names the line where it is not)."""
+    n = 0
+    last = b"\n"
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for data in _chunks(path, 16 << 20):
+        try:
+            decoder.decode(data)
+        except UnicodeDecodeError as exc:
+            line = n + data[: max(exc.start, 0)].count(b"\n") + 1
+            raise InputError(f"{path}: line {line} is not UTF-8 text") from None
+        digest.update(data)
+        n += data.count(b"\n")
+        last = data[-1:]
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: line {n + 1} is not UTF-8 text") from None
+    return n + (last != b"\n"), digest.hexdigest()
+
+
+def locate_dataset(path: str | Path) -> tuple[str, Path]:
+    """``("native", folder)`` or ``("legacy", NAME.npy)`` for a dataset given as a folder,
+    ``NAME.npy`` or ``NAME``; a cheap check (no file is read) for a clear error before work.
+
+    Raises
+    ------
+    InputError
+        nothing there, or something that is not a profile dataset.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "manifest.json").exists():
+            raise InputError(f"{path}: a folder without manifest.json is not a profile dataset")
+        return "native", path
+    if path.suffix == ".npy":
+        npy = path
+    elif path.exists():
+        raise InputError(
+            f"{path}: not a profile dataset (expected a dataset folder or a legacy NAME.npy)"
+        )
+    else:
+        npy = path.with_name(path.name + ".npy")
+    if not npy.exists():
+        raise InputError(f"{path}: no such dataset (neither a folder nor a legacy .npy)")
+    if not npy.is_file():
+        raise InputError(f"{npy}: not a file")
+    return "legacy", npy
+
+
+def legacy_ids_candidates(npy: Path) -> list[Path]:
+    """Where the ids of the legacy ``NAME.npy`` may be: ``NAME.txt``, then ``NAME.txt.gz``."""
+    stem = npy.with_suffix("").name  # NAME may hold dots: set.train.npy -> set.train.txt
+    return [npy.with_name(stem + ".txt"), npy.with_name(stem + ".txt.gz")]
+
+
+def _c_order(arr: np.ndarray, path: Path) -> None:
+    if arr.ndim == 2 and arr.shape[0] > 1 and not arr.flags.c_contiguous:
+        raise InputError(
+            f"{path}: the array is stored in Fortran (column) order, which cannot be read "
+            "row block by row block; rewrite it in C order"
+        )
 
 
 class ProfileDataset:
@@ -98,40 +207,76 @@ class ProfileDataset:
 
     def __init__(self, path: str | Path):
         path = Path(path)
+        npy = path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+        # first: an interrupted group commit can leave a member missing
+        refuse_unfinished_commit([path, npy, *legacy_ids_candidates(npy)])
+        kind, located = locate_dataset(path)
         self.manifest: dict[str, Any]
-        if path.is_dir():
-            self._open_native(path)
+        if kind == "native":
+            self._open_native(located)
         else:
-            self._open_legacy(path)
-        n_ids = count_lines(self.ids_path)
+            self._open_legacy(located)
+        n_ids, ids_sha256 = scan_ids(self.ids_path)
         if n_ids != self.n_rows:
-            raise InputError(f"{self.ids_path}: {n_ids} ids for {self.n_rows} profile rows")
+            raise InputError(
+                f"{self.ids_path}: {n_ids} ids for the {self.n_rows} profile rows of "
+                f"{self._data_file}"
+            )
+        expected = self.manifest.get("ids_sha256")
+        if expected and expected != ids_sha256:
+            if self.kind == "native":
+                raise InputError(
+                    f"{self.ids_path}: ids do not match the manifest checksum "
+                    "(file changed or belongs to another dataset)"
+                )
+            raise InputError(
+                f"{self.path} and {self.ids_path} do not belong together: the ids do not "
+                f"match the checksum in {self.path.with_suffix('.json')} (files of "
+                "different runs?)"
+            )
 
     # -- opening -----------------------------------------------------------------------
     def _open_native(self, path: Path) -> None:
-        if not (path / "manifest.json").exists():
-            raise InputError(f"{path}: a folder without manifest.json is not a profile dataset")
         self.kind = "native"
         self.path = path
         self.manifest = _read_manifest(path)
+        name = str(path)
+        where = f"{path}/manifest.json"
         try:
             self.layout = FeatureLayout.from_json(self.manifest["layout"])
-            self.n_rows = int(self.manifest["n_rows"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise InputError(f"{path}/manifest.json: bad layout or row count ({exc})") from None
-        name = str(path)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"{where}: bad feature layout ({exc})") from None
+        n_rows = self.manifest.get("n_rows")
+        if not isinstance(n_rows, int) or isinstance(n_rows, bool) or n_rows < 0:
+            raise InputError(f"{where}: bad row count {n_rows!r}")
+        self.n_rows = n_rows
+        n_features = self.manifest.get("n_features", self.layout.n_features)
+        if n_features != self.layout.n_features:
+            raise InputError(
+                f"{where}: n_features is {n_features!r} but the layout k={list(self.layout.ks)} "
+                f"has {self.layout.n_features}"
+            )
+        if not isinstance(self.manifest.get("sources", []), list):
+            raise InputError(f"{where}: 'sources' is not a list")
         self._features = load_npy(path / "features.npy", name)
         self._data_file, self._skip_columns = path / "features.npy", 0
-        if self._features.dtype.name not in FEATURE_DTYPES:
+        if self._features.dtype.name not in FEATURE_DTYPES or not self._features.dtype.isnative:
             raise InputError(
-                f"{name}: features.npy has dtype {self._features.dtype}, "
+                f"{name}: features.npy has dtype {self._features.dtype.str}, "
                 f"expected one of {FEATURE_DTYPES}"
+            )
+        declared = self.manifest.get("dtype", self._features.dtype.name)
+        if declared != self._features.dtype.name:
+            raise InputError(
+                f"{name}: features.npy holds {self._features.dtype.name} but the manifest "
+                f"says {declared!r}"
             )
         if self._features.shape != (self.n_rows, self.layout.n_features):
             raise InputError(
                 f"{name}: features.npy has shape {self._features.shape}, manifest "
-                f"says ({self.n_rows}, {self.layout.n_features})"
+                f"says ({self.n_rows}, {self.layout.n_features}) for k={list(self.layout.ks)}"
             )
+        _c_order(self._features, path / "features.npy")
         self._columns: dict[str, np.ndarray] = {}
         for column, dtype in (
             ("lengths", np.int64),
@@ -140,27 +285,24 @@ class ProfileDataset:
             ("sources", np.int32),
         ):
             arr = load_npy(path / f"{column}.npy", name)
-            if arr.shape != (self.n_rows,) or arr.dtype != dtype:
+            if arr.shape != (self.n_rows,) or arr.dtype != np.dtype(dtype).newbyteorder("="):
                 raise InputError(
                     f"{name}: {column}.npy has shape {arr.shape} and dtype "
-                    f"{arr.dtype}, expected ({self.n_rows},) {np.dtype(dtype)}"
+                    f"{arr.dtype.str}, expected ({self.n_rows},) {np.dtype(dtype)}"
                 )
             self._columns[column] = arr
         self.ids_path = path / "ids.txt"
-        if not self.ids_path.exists():
+        if not self.ids_path.is_file():
             raise InputError(f"{name}: missing ids.txt")
 
-    def _open_legacy(self, path: Path) -> None:
-        npy = path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
-        if not npy.exists():
-            raise InputError(f"{path}: no such dataset (neither a folder nor a legacy .npy)")
+    def _open_legacy(self, npy: Path) -> None:
         self.kind = "legacy"
         self.path = npy
         matrix = load_npy(npy, str(npy))
-        if matrix.ndim != 2 or matrix.dtype != np.float32:
+        if matrix.ndim != 2 or matrix.dtype != np.dtype(np.float32).newbyteorder("="):
             raise InputError(
                 f"{npy}: legacy profiles must be a 2-D float32 array, got "
-                f"{matrix.ndim}-D {matrix.dtype}"
+                f"{matrix.ndim}-D {matrix.dtype.str}"
             )
         layout = _LEGACY_LAYOUTS.get(matrix.shape[1])
         if layout is None:
@@ -169,19 +311,19 @@ class ProfileDataset:
                 f"{npy}: {matrix.shape[1]} columns matches no feature layout "
                 f"(expected {known}: length + features)"
             )
+        _c_order(matrix, npy)
         self.layout = layout
         self.n_rows = matrix.shape[0]
         self._matrix = matrix
         self._features = matrix[:, 1:]
         self._data_file, self._skip_columns = npy, 1
         self._columns = {}
-        stem = npy.with_suffix("")
-        for candidate in (stem.with_suffix(".txt"), stem.with_name(stem.name + ".txt.gz")):
+        for candidate in legacy_ids_candidates(npy):
             if candidate.exists():
                 self.ids_path = candidate
                 break
         else:
-            raise InputError(f"{npy}: no ids file beside it ({stem.name}.txt or .txt.gz)")
+            raise InputError(f"{npy}: no ids file beside it ({npy.stem}.txt or {npy.stem}.txt.gz)")
         self.manifest = {
             "format": "legacy",
             "n_rows": self.n_rows,
@@ -189,6 +331,28 @@ class ProfileDataset:
             "dtype": "float32",
             "sources": [],
         }
+        side = _legacy_side_manifest(npy)
+        if side is None:
+            return
+        where = npy.with_suffix(".json")
+        if side.get("n_rows") != self.n_rows:
+            raise InputError(
+                f"{npy} has {self.n_rows} rows but {where} records {side.get('n_rows')!r} "
+                "(files of different runs?)"
+            )
+        try:
+            side_layout = FeatureLayout.from_json(side["layout"])
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"{where}: bad feature layout ({exc})") from None
+        if side_layout != layout:
+            raise InputError(
+                f"{where} records k={list(side_layout.ks)} ({side_layout.n_features} "
+                f"features) but {npy} has {matrix.shape[1] - 1} feature columns"
+            )
+        if isinstance(side.get("ids_sha256"), str):
+            self.manifest["ids_sha256"] = side["ids_sha256"]
+        if isinstance(side.get("provenance"), dict):
+            self.manifest["provenance"] = side["provenance"]
 
     # -- columns -----------------------------------------------------------------------
     @property
@@ -204,7 +368,15 @@ class ProfileDataset:
         """int64 sequence lengths of rows ``start:stop``."""
         if self.kind == "native":
             return np.asarray(self._columns["lengths"][start:stop])
-        return self._matrix[start:stop, 0].astype(np.int64)
+        raw = np.asarray(self._matrix[start:stop, 0])
+        bad = np.flatnonzero(~(raw >= 0) | ~np.isfinite(raw))  # NaN fails both
+        if len(bad):
+            row = start + int(bad[0])
+            raise InputError(
+                f"{self.path}: row {row + 1} (id {self.id_of_row(row)}) has length "
+                f"{raw[bad[0]]} in column 0"
+            )
+        return raw.astype(np.int64)
 
     def gc(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """float32 G+C fraction of rows ``start:stop`` (legacy: the C/G 1-mer column)."""
@@ -243,7 +415,8 @@ class ProfileDataset:
         return [i for block in self.iter_ids() for i in block]
 
     def verify_ids(self) -> None:
-        """Check ids against the manifest checksum (native datasets)."""
+        """Check ids against the recorded checksum (already done on open; kept for callers
+        that check again after a long run)."""
         verify_ids_file(self.ids_path, self.manifest.get("ids_sha256"))
 
     def read_feature_rows(self, rows: np.ndarray, max_gap: int = 8) -> np.ndarray:
@@ -310,14 +483,30 @@ def _npy_data_offset(path: Path) -> int:
         return fh.tell()
 
 
+def _legacy_side_manifest(npy: Path) -> dict[str, Any] | None:
+    """The manifest kmervae wrote beside a legacy ``NAME.npy`` (``NAME.json``), or None when
+    there is none (a pair from another tool; a JSON file that is not ours is not read)."""
+    side = npy.with_suffix(".json")
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.debug("%s is not a kmervae manifest (not JSON); not used", side)
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        log.debug("%s is not a kmervae manifest; not used", side)
+        return None
+    return data
+
+
 def verify_ids_file(path: Path, expected: str | None) -> None:
     """Raise an InputError if the SHA-256 of the ids file ``path`` is not ``expected``."""
     if not expected:
         return
     digest = hashlib.sha256()
-    with _open_text(path) as fh:
-        while data := fh.read(16 << 20):
-            digest.update(data)
+    for data in _chunks(path, 16 << 20):
+        digest.update(data)
     if digest.hexdigest() != expected:
         raise InputError(
             f"{path}: ids do not match the manifest checksum "
@@ -350,12 +539,191 @@ def legacy_paths(path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".txt")
 
 
+def output_files(path: str | Path, fmt: str) -> list[Path]:
+    """The final names a dataset output takes: the folder (native), or ``NAME.txt``,
+    ``NAME.npy`` and the side manifest ``NAME.json`` (legacy)."""
+    if fmt == "native":
+        return [Path(path)]
+    npy, txt = legacy_paths(path)
+    return [txt, npy, npy.with_suffix(".json")]
+
+
+def check_output(path: str | Path, fmt: str, overwrite: bool) -> None:
+    """Refuse, before any work, a dataset output that exists (unless ``overwrite``) or whose
+    folder is missing or read-only. What a killed writer left is cleaned up first: an
+    unfinished group commit is rolled back (:func:`recover_interrupted_commits`), then its
+    temporaries are removed."""
+    finals = output_files(path, fmt)
+    recover_interrupted_commits(finals)
+    for final in finals:
+        check_writable(final, overwrite)
+    if fmt == "legacy":  # the log kmervae writes beside NAME.npy
+        remove_stale_temporaries(finals[1].with_suffix(".log"))
+
+
+@contextlib.contextmanager
+def naming_oserrors(path: Path) -> Iterator[None]:
+    """An OSError raised without a file name (write() or close() on a full disk: ENOSPC,
+    EIO) becomes a one-line KmervaeError naming the output ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise KmervaeError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+# -- outputs that belong together -----------------------------------------------------------
+_JOURNAL = re.compile(r"^\.(.+)\.tmp-(\d+)\.commit$")
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _aside(final: Path, pid: int) -> Path:
+    # the name io.atomic.replace_path uses for an output moved aside
+    return final.with_name(f".{final.name}.old-{pid}")
+
+
+def commit_outputs(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Move each finished temporary onto its final name (``moves``: (temporary, final)
+    pairs in one folder), so that the group appears whole or not at all.
+
+    One rename is atomic; several are not, so a group is journaled:
+
+    1. a journal ``.FIRST.tmp-PID.commit`` listing the moves is written and synced;
+    2. every final name that exists is moved aside to ``.NAME.old-PID``;
+    3. every temporary is renamed to its final name;
+    4. the journal is removed (the commit point), then what was moved aside.
+
+    An error or a signal inside 2-3 rolls back at once. A process killed there (kill -9,
+    power loss) leaves the journal: readers refuse every output it lists
+    (:func:`refuse_unfinished_commit`), and the next writer of any of them rolls the
+    group back (:func:`recover_interrupted_commits`): new outputs go back to their
+    temporary names and the moved-aside ones return, so the outputs are all old (or
+    absent) again. After 4, only ``.old`` entries can be left, which
+    :func:`kmervae.io.atomic.remove_stale_temporaries` removes since their finals exist.
+    """
+    moves = [(Path(tmp), Path(final)) for tmp, final in moves]
+    if not moves:
+        return
+    if len(moves) == 1:
+        replace_path(*moves[0])
+        return
+    folder = moves[0][1].parent
+    if any(p.parent != folder for move in moves for p in move):
+        raise ValueError("commit_outputs: every path must be in one folder")
+    pid = os.getpid()
+    journal = temporary_name(moves[0][1], "commit")
+    names = [(tmp.name, final.name) for tmp, final in moves]
+    try:
+        with open(journal, "w") as fh:
+            fh.write(json.dumps({"pid": pid, "moves": names}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        journal.unlink(missing_ok=True)
+        raise
+    try:
+        for _, final in moves:
+            if _exists(final):
+                os.rename(final, _aside(final, pid))
+        for tmp, final in moves:
+            os.rename(tmp, final)
+    except BaseException:
+        _roll_back(folder, names, pid, journal)
+        raise
+    journal.unlink()
+    for _, final in moves:
+        remove_path(_aside(final, pid))
+
+
+def _roll_back(folder: Path, names: list[tuple[str, str]], pid: int, journal: Path) -> None:
+    """Undo steps 2-3 of :func:`commit_outputs`. Idempotent, so a rollback that is itself
+    interrupted can be run again: a temporary is only renamed back, never removed, while the
+    journal exists, and a final whose temporary is gone is the new output."""
+    for tmp_name, final_name in names:
+        tmp, final = folder / tmp_name, folder / final_name
+        if not _exists(tmp) and _exists(final):
+            os.rename(final, tmp)
+    for _, final_name in names:
+        final = folder / final_name
+        old = _aside(final, pid)
+        if _exists(old) and not _exists(final):
+            os.rename(old, final)
+    journal.unlink(missing_ok=True)
+
+
+def _journals(folder: Path) -> Iterator[tuple[Path, int, list[tuple[str, str]] | None]]:
+    """Commit journals in ``folder``: (path, writer pid, moves or None when unreadable)."""
+    try:
+        entries = [e for e in folder.iterdir() if e.name.startswith(".")]
+    except OSError:
+        return
+    for entry in entries:
+        match = _JOURNAL.match(entry.name)
+        if not match:
+            continue
+        moves: list[tuple[str, str]] | None
+        try:
+            data = json.loads(entry.read_text())
+            moves = [(str(t), str(f)) for t, f in data["moves"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            moves = None  # cut short while written: no rename had started
+        yield entry, int(match.group(2)), moves
+
+
+def _listed(match_name: str, moves: list[tuple[str, str]] | None, first: str) -> bool:
+    return match_name == first if moves is None else any(f == match_name for _, f in moves)
+
+
+def refuse_unfinished_commit(paths: Iterable[Path]) -> None:
+    """Raise an InputError when one of ``paths`` belongs to a group whose commit has not
+    finished: it may sit beside outputs of another run (see :func:`commit_outputs`)."""
+    for path in paths:
+        path = Path(path)
+        folder = path.parent if str(path.parent) else Path(".")
+        for journal, pid, moves in _journals(folder):
+            first = _JOURNAL.match(journal.name).group(1)  # type: ignore[union-attr]
+            if not _listed(path.name, moves, first):
+                continue
+            if _pid_alive(pid):
+                raise InputError(f"{path}: being written by process {pid}; try again when done")
+            raise InputError(
+                f"{path}: left incomplete by an interrupted write (process {pid}); rerun "
+                "the command that writes it"
+            )
+
+
+def recover_interrupted_commits(finals: Iterable[Path]) -> None:
+    """Roll back every unfinished group commit of a dead process that lists one of
+    ``finals`` (see :func:`commit_outputs`), and remove its temporaries."""
+    for final in finals:
+        final = Path(final)
+        folder = final.parent if str(final.parent) else Path(".")
+        for journal, pid, moves in _journals(folder):
+            first = _JOURNAL.match(journal.name).group(1)  # type: ignore[union-attr]
+            if _pid_alive(pid) or not _listed(final.name, moves, first):
+                continue
+            _roll_back(folder, moves or [], pid, journal)
+            for tmp_name, _ in moves or []:
+                remove_path(folder / tmp_name)
+            log.warning(
+                "rolled back the outputs of an interrupted run (process %d) beside %s",
+                pid,
+                final,
+            )
+
+
 class DatasetWriter:
     """Stream rows into a new dataset that appears only when :meth:`close` succeeds.
 
     ``fmt="native"`` writes a dataset directory, ``fmt="legacy"`` the ``NAME.npy`` +
-    ``NAME.txt`` pair (float32 only). Use as a context manager: an exception discards
-    everything written.
+    ``NAME.txt`` pair (float32 only) with the side manifest ``NAME.json``. Use as a context
+    manager: an exception discards everything written. Outputs that must appear together
+    (a train and a validation set) are finished one by one with :meth:`finish` and moved in
+    at once with :func:`commit_outputs`.
     """
 
     def __init__(
@@ -380,28 +748,39 @@ class DatasetWriter:
         self.n_rows = 0
         self._ids_digest = hashlib.sha256()
         self.sources: list[dict[str, Any]] = []
+        check_output(path, fmt, overwrite)
         if fmt == "native":
             self.path = Path(path)
-            check_writable(self.path, overwrite)
             self.tmp = temporary_name(self.path)
             remove_path(self.tmp)
             self.tmp.mkdir()
-            f = layout.n_features
-            self._features = NpyStreamWriter(self.tmp / "features.npy", np.dtype(dtype), (f,))
-            self._lengths = NpyStreamWriter(self.tmp / "lengths.npy", np.int64)
-            self._ambiguous = NpyStreamWriter(self.tmp / "ambiguous.npy", np.int64)
-            self._gc = NpyStreamWriter(self.tmp / "gc.npy", np.float32)
-            self._sources = NpyStreamWriter(self.tmp / "sources.npy", np.int32)
-            self._ids = open(self.tmp / "ids.txt", "wb")  # noqa: SIM115
         else:
             self.npy_path, self.ids_final = legacy_paths(path)
-            check_writable(self.npy_path, overwrite)
-            check_writable(self.ids_final, overwrite)
             self.path = self.npy_path
+            self._side_final = self.npy_path.with_suffix(".json")
             self._tmp_npy = temporary_name(self.npy_path)
             self._tmp_ids = temporary_name(self.ids_final)
-            self._matrix = NpyStreamWriter(self._tmp_npy, np.float32, (1 + layout.n_features,))
-            self._ids = open(self._tmp_ids, "wb")  # noqa: SIM115
+            self._tmp_side = temporary_name(self._side_final)
+        try:
+            with naming_oserrors(self.path):
+                if fmt == "native":
+                    f = layout.n_features
+                    self._features = NpyStreamWriter(
+                        self.tmp / "features.npy", np.dtype(dtype), (f,)
+                    )
+                    self._lengths = NpyStreamWriter(self.tmp / "lengths.npy", np.int64)
+                    self._ambiguous = NpyStreamWriter(self.tmp / "ambiguous.npy", np.int64)
+                    self._gc = NpyStreamWriter(self.tmp / "gc.npy", np.float32)
+                    self._sources = NpyStreamWriter(self.tmp / "sources.npy", np.int32)
+                    self._ids = open(self.tmp / "ids.txt", "wb")  # noqa: SIM115
+                else:
+                    self._matrix = NpyStreamWriter(
+                        self._tmp_npy, np.float32, (1 + layout.n_features,)
+                    )
+                    self._ids = open(self._tmp_ids, "wb")  # noqa: SIM115
+        except BaseException:
+            self.abort()
+            raise
 
     @property
     def directory(self) -> Path:
@@ -410,7 +789,8 @@ class DatasetWriter:
 
     def ids_file(self) -> Path:
         """The ids written so far (flushed), for checks before the dataset is closed."""
-        self._ids.flush()
+        with naming_oserrors(self.path):
+            self._ids.flush()
         return self.tmp / "ids.txt" if self.fmt == "native" else self._tmp_ids
 
     def add_source(self, info: dict[str, Any]) -> int:
@@ -434,23 +814,24 @@ class DatasetWriter:
             return
         text = ("\n".join(ids) + "\n").encode()
         self._ids_digest.update(text)
-        self._ids.write(text)
-        if self.fmt == "native":
-            self._features.write(features)
-            self._lengths.write(lengths)
-            self._ambiguous.write(np.full(n, -1, np.int64) if ambiguous is None else ambiguous)
-            self._gc.write(np.full(n, np.nan, np.float32) if gc is None else gc)
-            self._sources.write(np.broadcast_to(np.asarray(sources, np.int32), (n,)))
-        else:
-            block = np.empty((n, 1 + self.layout.n_features), np.float32)
-            block[:, 0] = lengths
-            block[:, 1:] = features
-            self._matrix.write(block)
+        with naming_oserrors(self.path):
+            self._ids.write(text)
+            if self.fmt == "native":
+                self._features.write(features)
+                self._lengths.write(lengths)
+                self._ambiguous.write(np.full(n, -1, np.int64) if ambiguous is None else ambiguous)
+                self._gc.write(np.full(n, np.nan, np.float32) if gc is None else gc)
+                self._sources.write(np.broadcast_to(np.asarray(sources, np.int32), (n,)))
+            else:
+                block = np.empty((n, 1 + self.layout.n_features), np.float32)
+                block[:, 0] = lengths
+                block[:, 1:] = features
+                self._matrix.write(block)
         self.n_rows += n
 
-    def close(self, provenance: dict[str, Any] | None = None) -> Path:
-        """Finish the files and move them into place; returns the dataset path."""
-        self._ids.close()
+    def finish(self, provenance: dict[str, Any] | None = None) -> list[tuple[Path, Path]]:
+        """Complete every file under its temporary name; returns the (temporary, final)
+        moves that :func:`commit_outputs` makes."""
         manifest = {
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
@@ -463,30 +844,49 @@ class DatasetWriter:
             "sources": self.sources,
             "provenance": provenance or {},
         }
-        if self.fmt == "native":
-            for writer in (self._features, self._lengths, self._ambiguous, self._gc, self._sources):
-                writer.close()
-            tmp_manifest = self.tmp / "manifest.json"
-            tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-            replace_path(self.tmp, self.path)
-            return self.path
-        self._matrix.close()
-        replace_path(self._tmp_ids, self.ids_final)
-        replace_path(self._tmp_npy, self.npy_path)
-        side = self.npy_path.with_suffix(".json")
-        tmp_side = temporary_name(side)
-        tmp_side.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp_side, side)
-        return self.npy_path
+        text = json.dumps(manifest, indent=2) + "\n"
+        with naming_oserrors(self.path):
+            self._ids.close()
+            if self.fmt == "native":
+                for writer in (
+                    self._features,
+                    self._lengths,
+                    self._ambiguous,
+                    self._gc,
+                    self._sources,
+                ):
+                    writer.close()
+                (self.tmp / "manifest.json").write_text(text)
+                return [(self.tmp, self.path)]
+            self._matrix.close()
+            self._tmp_side.write_text(text)
+        return [
+            (self._tmp_ids, self.ids_final),
+            (self._tmp_npy, self.npy_path),
+            (self._tmp_side, self._side_final),
+        ]
+
+    def close(self, provenance: dict[str, Any] | None = None) -> Path:
+        """Finish the files and move them into place together; returns the dataset path."""
+        commit_outputs(self.finish(provenance))
+        return self.path
 
     def abort(self) -> None:
-        """Discard everything written so far."""
-        self._ids.close()
+        """Discard everything written so far (also after :meth:`finish`, before the commit)."""
+        with contextlib.suppress(OSError):  # a full disk fails the flush of close() again
+            if hasattr(self, "_ids"):
+                self._ids.close()
         if self.fmt == "native":
+            for name in ("_features", "_lengths", "_ambiguous", "_gc", "_sources"):
+                writer = getattr(self, name, None)
+                if writer is not None:
+                    writer.abort()
             remove_path(self.tmp)
         else:
-            self._matrix.abort()
-            remove_path(self._tmp_ids)
+            if hasattr(self, "_matrix"):
+                self._matrix.abort()
+            for tmp in (self._tmp_npy, self._tmp_ids, self._tmp_side):
+                remove_path(tmp)
 
     def __enter__(self) -> DatasetWriter:
         return self

@@ -8,6 +8,8 @@ to disk and memory stays flat; the result is an ordinary ``.npy`` that
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -68,19 +70,55 @@ class NpyStreamWriter:
 
     def abort(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # a full disk fails the final flush again
+                self._fh.close()
             self._fh = None
         self.path.unlink(missing_ok=True)
 
 
+def _npy_file_size(path: Path) -> tuple[int, tuple[int, ...], np.dtype] | None:
+    """(file size, shape, dtype) of the ``.npy`` at ``path`` as its header describes them;
+    None for header versions other than 1.0 and 2.0."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            return None
+        size = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return size, tuple(shape), dtype
+
+
 def load_npy(path: Path, name: str) -> np.ndarray:
-    """Memory-map ``path`` (read only); ``name`` (the folder) is named when it is missing."""
+    """Memory-map ``path`` (read only); ``name`` (the folder) is named when it is missing.
+
+    The file must be exactly its header plus the data the header announces: a truncated file
+    (a copy cut short) or one with bytes after the data (readers that find the data at the
+    end of the file would be misaligned) is an InputError naming it.
+    """
     if not path.exists():
         raise InputError(f"{name}: missing {path.name}")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
+        header = _npy_file_size(path)
+        if header is not None:
+            expected, shape, dtype = header
+            size = os.path.getsize(path)
+            if size != expected:
+                state = "is truncated" if size < expected else "has extra bytes after its data"
+                raise InputError(
+                    f"{path}: {state} ({size} bytes; its header announces {expected}: "
+                    f"shape {shape} of {dtype})"
+                )
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
         raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{path}: not a .npy array")
+    return arr
 
 
 def load_column(folder: Path, column: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:

@@ -173,7 +173,15 @@ class DatasetBlocks:
                 if ds.kind == "native":
                     columns = {name: rows.read(stop - start) for name, rows in side.items()}
                 else:
-                    columns = {"lengths": raw[:, 0].astype(np.int64)}
+                    lengths = raw[:, 0]
+                    wrong = np.flatnonzero(~(lengths >= 0) | ~np.isfinite(lengths))
+                    if len(wrong):
+                        row = start + int(wrong[0])
+                        raise InputError(
+                            f"{ds.path}: row {row + 1} (id {ds.id_of_row(row)}) has length "
+                            f"{lengths[wrong[0]]} in column 0"
+                        )
+                    columns = {"lengths": lengths.astype(np.int64)}
                 yield RowBlock(start, x, columns)
             self.sha256 = features.hexdigest()
         finally:
