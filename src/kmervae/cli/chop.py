@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import add_common_options
+from kmervae.cli._common import add_common_options, non_negative_int, positive_int, seed_type
 from kmervae.errors import KmervaeError
 from kmervae.io.chop import ChopSpec, chop_genomes
 
@@ -23,6 +23,8 @@ def _length_range(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(
             f"expected LENGTH or MIN-MAX in bp, got {text!r}"
         ) from None
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"must satisfy 1 <= MIN <= MAX bp, got {text!r}")
     return lo, hi
 
 
@@ -53,12 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-length",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="BP",
         help="drop pieces shorter than this, i.e. record ends (default: the lower contig length)",
     )
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument("--seed", type=seed_type, default=42, help="random seed (default: 42)")
     parser.add_argument(
         "--table",
         type=Path,
@@ -71,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--line-width",
-        type=int,
+        type=non_negative_int,
         default=80,
         help="FASTA line width, 0 for one line per sequence (default: 80)",
     )

@@ -11,7 +11,9 @@ from kmervae.cli._common import (
     OutputLogs,
     add_common_options,
     add_format_option,
+    non_negative_int,
     progress_bar,
+    threads_type,
 )
 from kmervae.io.dataset import DatasetWriter
 from kmervae.kmers.layout import FEATURE_LAYOUT
@@ -43,13 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-length",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="BP",
         help="skip records shorter than this (default: 0, keep all)",
     )
     parser.add_argument(
-        "-t", "--threads", type=int, default=1, help="profiling threads (default: 1; 0 = all cores)"
+        "-t",
+        "--threads",
+        type=threads_type,
+        default=1,
+        help="profiling threads (default: 1; 0 = all cores)",
     )
     parser.add_argument(
         "--dtype",

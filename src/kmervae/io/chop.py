@@ -11,7 +11,9 @@ import numpy as np
 
 from kmervae.errors import KmervaeError
 from kmervae.io.atomic import atomic_file
+from kmervae.io.dataset import naming_oserrors
 from kmervae.io.fasta import read_fasta_records, write_wrapped
+from kmervae.io.streams import check_readable
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ def chop_genomes(
     ``prefix_file``. ``table`` gets one TSV row per contig: id, file, record, start (0-based),
     end, length. Returns counts.
     """
+    for path in genomes:
+        check_readable(path)
     rng = np.random.default_rng(spec.seed)
     output = Path(output)
     n_contigs = n_bases = n_records = 0
@@ -91,21 +95,24 @@ def chop_genomes(
         if output.name.endswith(".gz"):
             from isal import igzip
 
-            out: IO[bytes] = igzip.open(tmp, "wb", compresslevel=2)
+            raw: IO[bytes] = igzip.open(tmp, "wb", compresslevel=2)
         else:
-            out = open(tmp, "wb")  # noqa: SIM115
-        tab = open(tmp_table, "w") if tmp_table else None  # noqa: SIM115
+            raw = open(tmp, "wb")  # noqa: SIM115
+        out = _Named(raw, output)
+        tab = None
+        if tmp_table is not None and table is not None:
+            tab = _Named(open(tmp_table, "w"), Path(table))  # noqa: SIM115
         try:
             if tab:
                 tab.write("contig_id\tfile\trecord\tstart\tend\tlength\n")
             for path in genomes:
                 stem = _file_stem(path)
-                for ident, _header, seq in read_fasta_records(path):
+                for number, (ident, _header, seq) in enumerate(read_fasta_records(path), 1):
                     n_records += 1
                     base = f"{stem}:{ident}" if prefix_file else ident
                     if base in seen_ids:
                         raise KmervaeError(
-                            f"{path}: record id {ident!r} repeats an earlier "
+                            f"{path}: record {number}: id {ident!r} repeats an earlier "
                             "record (use --prefix-file)"
                         )
                     seen_ids.add(base)
@@ -125,6 +132,23 @@ def chop_genomes(
             if tab:
                 tab.close()
     return {"records": n_records, "contigs": n_contigs, "bases": n_bases}
+
+
+class _Named:
+    """A file being written whose errors name it: ``write()`` and ``close()`` raise
+    OSError without a file name (a full disk), so they are turned into one clear line."""
+
+    def __init__(self, fh: IO[Any], name: Path):
+        self.fh = fh
+        self.name = name
+
+    def write(self, data: Any) -> None:
+        with naming_oserrors(self.name):
+            self.fh.write(data)
+
+    def close(self) -> None:
+        with naming_oserrors(self.name):
+            self.fh.close()
 
 
 class _null:

@@ -14,13 +14,26 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import Any, Protocol
 
 from kmervae.errors import InputError
 from kmervae.io.streams import open_input, read_exactly
 
 BLOCK_SIZE = 4 << 20
 _END = object()
+_POLL_SECONDS = 0.1
+
+
+class ReaderClosed(Exception):
+    """The reader of a segment was closed (an error or an interruption elsewhere) before the
+    segment was complete: its consumer stops instead of waiting for blocks that never come."""
+
+
+def unify_line_ends(data: bytes) -> bytes:
+    """Turn every carriage return into a line feed, so that CR-only (old Mac) and CRLF text
+    read like LF text: CRLF becomes an empty line, which FASTA readers skip. Costs one
+    ``memchr`` scan of LF-only text."""
+    return data.replace(b"\r", b"\n") if b"\r" in data else data
 
 
 @dataclass
@@ -30,11 +43,25 @@ class Segment:
     index: int
     source: str
     blocks: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=4))
+    stop: threading.Event | None = None  # set when the reader is closed
+
+    def _get(self) -> Any:
+        if self.stop is None:
+            return self.blocks.get()
+        while True:
+            try:
+                return self.blocks.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise ReaderClosed(f"{self.source}: reading stopped") from None
 
     def __iter__(self) -> Iterator[tuple[bytes | memoryview, bool]]:
-        """Yield ``(block, at_eof)``; ``at_eof`` is true for the last block of the file."""
+        """Yield ``(block, at_eof)``; ``at_eof`` is true for the last block of the file.
+
+        Raises :class:`ReaderClosed` when the reader is closed before the segment is complete.
+        """
         while True:
-            item = self.blocks.get()
+            item = self._get()
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -68,9 +95,9 @@ class SegmentReader:
         reader.stats                  # raw byte count, SHA-256, compression
     """
 
-    def __init__(self, path: str | Path, block_size: int = BLOCK_SIZE, max_pending: int = 4):
+    def __init__(self, path: str | Path, block_size: int | None = None, max_pending: int = 4):
         self.path = path
-        self.block_size = block_size
+        self.block_size = block_size or BLOCK_SIZE
         self._stream, self.stats = open_input(path)
         self._segments: queue.Queue = queue.Queue(maxsize=max_pending)
         self._stop = threading.Event()
@@ -91,7 +118,7 @@ class SegmentReader:
         return False
 
     def _new_segment(self, index: int) -> Segment | None:
-        seg = Segment(index=index, source=self.stats.name)
+        seg = Segment(index=index, source=self.stats.name, stop=self._stop)
         return seg if self._put(self._segments, seg) else None
 
     def _run(self) -> None:
@@ -102,11 +129,13 @@ class SegmentReader:
             carry = b""
             first = True
             while seg is not None:
-                data = read_exactly(self._stream, self.block_size, self.stats)
+                data = unify_line_ends(read_exactly(self._stream, self.block_size, self.stats))
                 if first:
                     first_text = data
                     while first_text.isspace() and len(first_text) < (1 << 24):
-                        more = read_exactly(self._stream, self.block_size, self.stats)
+                        more = unify_line_ends(
+                            read_exactly(self._stream, self.block_size, self.stats)
+                        )
                         if not more:
                             break
                         first_text += more
@@ -151,36 +180,52 @@ class SegmentReader:
             self._stream.close()
 
     def __iter__(self) -> Iterator[Segment]:
+        """Segments in input order; :class:`ReaderClosed` if the reader is closed meanwhile."""
         while True:
-            item = self._segments.get()
+            try:
+                item = self._segments.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise ReaderClosed(f"{self.stats.name}: reading stopped") from None
+                continue
             if item is _END:
                 return
             yield item
 
-    def close(self) -> None:
-        """Stop the reader thread (safe to call at any time, also after an error)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop the reader thread (safe to call at any time, also after an error).
+
+        Consumers still iterating a segment get :class:`ReaderClosed`. ``wait=False`` does
+        not wait for the thread: after an error or an interruption it may be blocked in a
+        read that never returns (a stalled pipe); being a daemon thread, it does not keep
+        the process alive.
+        """
         self._stop.set()
-        self._thread.join(timeout=5)
+        if wait:
+            self._thread.join(timeout=5)
 
 
 def read_fasta_records(
-    path: str | Path, block_size: int = BLOCK_SIZE
+    path: str | Path, block_size: int | None = None
 ) -> Iterator[tuple[str, str, bytes]]:
     """Yield ``(id, header, sequence)`` of each record, whole records in memory.
 
     For tools that need the full sequence (chopping genomes, writing bins); profiling
-    streams instead. Records are cut at ``\\n>`` with ``bytes.find`` and their line ends
-    removed with ``bytes.translate`` (C speed); sequence lines with spaces or tabs at their
-    ends are stripped line by line. ``block_size``: bytes read at a time.
+    streams instead. Line ends may be LF, CRLF or CR alone. Records are cut at ``\\n>`` with
+    ``bytes.find`` and their line ends removed with ``bytes.translate`` (C speed); sequence
+    lines with spaces or tabs at their ends are stripped line by line. ``block_size``: bytes
+    read at a time.
     """
+    block_size = block_size or BLOCK_SIZE
     stream, stats = open_input(path)
     parts: list[bytes] = []  # the current record's text, after its '>'
     started = False
     after_newline = True  # the byte before the current block ends a line
     first = True
+    number = 0  # records yielded
     try:
         while True:
-            data = read_exactly(stream, block_size, stats)
+            data = unify_line_ends(read_exactly(stream, block_size, stats))
             if first and data:
                 first = False
                 problem = _describe_start(data[:4096], stats.name)
@@ -192,13 +237,16 @@ def read_fasta_records(
             if not started:
                 pos = len(data) - len(data.lstrip())
                 if pos == len(data):
+                    after_newline = data.endswith(b"\n")
                     continue
-                if data[pos : pos + 1] != b">":
+                line_start = data[pos - 1 : pos] == b"\n" if pos else after_newline
+                if data[pos : pos + 1] != b">" or not line_start:
                     raise InputError(f"{stats.name}: sequence text before the first '>' header")
                 started = True
                 pos += 1
             elif after_newline and data[:1] == b">":
-                yield _record_of(parts, stats.name)
+                number += 1
+                yield _record_of(parts, stats.name, number)
                 parts = []
                 pos = 1
             while True:
@@ -207,33 +255,36 @@ def read_fasta_records(
                     parts.append(data[pos:])
                     break
                 parts.append(data[pos:cut])
-                yield _record_of(parts, stats.name)
+                number += 1
+                yield _record_of(parts, stats.name, number)
                 parts = []
                 pos = cut + 2
             after_newline = data.endswith(b"\n")
     finally:
         stream.close()
     if not started:
-        raise InputError(f"{stats.name}: no FASTA records")
-    yield _record_of(parts, stats.name)
+        what = "empty file" if first else "no FASTA records (only blank space)"
+        raise InputError(f"{stats.name}: {what}")
+    yield _record_of(parts, stats.name, number + 1)
 
 
-def _record_of(parts: list[bytes], name: str) -> tuple[str, str, bytes]:
+def _record_of(parts: list[bytes], name: str, number: int) -> tuple[str, str, bytes]:
     text = b"".join(parts)
     end = text.find(b"\n")
     head, body = (text, b"") if end < 0 else (text[:end], text[end + 1 :])
-    header = head.rstrip(b"\r").decode(errors="replace").strip()
-    seq = body.translate(None, b"\r\n")
+    try:
+        header = head.decode().strip()
+    except UnicodeDecodeError:
+        header = head.decode(errors="replace").strip()
+        if "\ufffd" in header.split(None, 1)[0]:
+            raise InputError(f"{name}: record {number}: record id is not valid UTF-8") from None
+    seq = body.translate(None, b"\n")
     if any(c in seq for c in (b" ", b"\t", b"\x0b", b"\x0c")):
         seq = b"".join(line.strip() for line in body.split(b"\n"))
-    return _record(header, [seq], name)
-
-
-def _record(header: str, parts: list[bytes], name: str) -> tuple[str, str, bytes]:
     ident = header.split(None, 1)[0] if header.split() else ""
     if not ident:
-        raise InputError(f"{name}: header '>' with an empty id")
-    return ident, header, b"".join(parts)
+        raise InputError(f"{name}: record {number}: header '>' with an empty id")
+    return ident, header, seq
 
 
 def file_stem(name: str | Path) -> str:
@@ -247,7 +298,13 @@ def file_stem(name: str | Path) -> str:
     return base if base != "<stdin>" else "stdin"
 
 
-def write_wrapped(out: IO[bytes], seq: bytes, width: int) -> None:
+class ByteSink(Protocol):
+    """Where :func:`write_wrapped` writes: anything with ``write(bytes)``."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+def write_wrapped(out: ByteSink, seq: bytes, width: int) -> None:
     """Write ``seq`` in lines of ``width`` (one line when ``width`` <= 0)."""
     if width <= 0:
         out.write(seq + b"\n")

@@ -6,6 +6,7 @@ import bz2
 import hashlib
 import io
 import lzma
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ def detect_compression(head: bytes) -> str:
         if head.startswith(magic):
             return name
     return "plain"
+
+
+_HEAD_BYTES = 8  # enough for every magic number above
 
 
 class ByteStream(Protocol):
@@ -56,17 +60,50 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
-        if n:
-            view = memoryview(buffer)[:n]
-            self._stats.sha256.update(view)
-            self._stats.raw_bytes += n
-        return n or 0
+        # a pipe returns what its writer wrote so far: read on until the few bytes that tell
+        # the compression are all there
+        view = memoryview(buffer).cast("B")
+        total = 0
+        while total < min(len(view), _HEAD_BYTES):
+            n = self._raw.readinto(view[total:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            total += n
+        if total:
+            self._stats.sha256.update(view[:total])
+            self._stats.raw_bytes += total
+        return total
 
     def close(self) -> None:
         if self._raw is not sys.stdin.buffer:
-            self._raw.close()
+            self._raw.close()  # a FileIO on stdin's descriptor does not close it
         super().close()
+
+
+def _open_stdin() -> BinaryIO:
+    """Standard input, unbuffered, straight from its file descriptor.
+
+    ``sys.stdin.buffer`` waits to fill its buffer and holds a lock while it waits; a reader
+    thread blocked there on a stalled pipe could hang the interpreter's exit. A ``FileIO`` on
+    the descriptor returns what each read brings and has no lock.
+    """
+    try:
+        return open(sys.stdin.buffer.fileno(), "rb", buffering=0, closefd=False)
+    except (AttributeError, OSError, ValueError):  # no descriptor (an in-memory stand-in)
+        return sys.stdin.buffer
+
+
+def check_readable(path: str | Path) -> None:
+    """Refuse an input that is missing, a folder or unreadable (``-``, stdin, passes)."""
+    if str(path) == "-":
+        return
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file")
+    if p.is_dir():
+        raise InputError(f"{path}: is a directory, not a FASTA file")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{path}: permission denied")
 
 
 def display_name(path: str | Path) -> str:
@@ -82,7 +119,10 @@ def open_input(path: str | Path, buffer_size: int = 1 << 20) -> tuple[ByteStream
     name = display_name(path)
     stats = InputStats(name=name)
     try:
-        raw: BinaryIO = sys.stdin.buffer if name == "<stdin>" else open(path, "rb")  # noqa: SIM115
+        # unbuffered: the first peek below returns what a pipe holds so far, not a full buffer
+        raw: BinaryIO = (
+            _open_stdin() if name == "<stdin>" else open(path, "rb", buffering=0)  # noqa: SIM115
+        )
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -90,7 +130,7 @@ def open_input(path: str | Path, buffer_size: int = 1 << 20) -> tuple[ByteStream
     except PermissionError:
         raise InputError(f"{name}: permission denied") from None
     buffered = io.BufferedReader(_HashingReader(raw, stats), buffer_size=buffer_size)
-    stats.compression = detect_compression(buffered.peek(8)[:8])
+    stats.compression = detect_compression(buffered.peek(_HEAD_BYTES)[:_HEAD_BYTES])
     stream: ByteStream
     if stats.compression == "gzip":
         from isal import igzip

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.atomic import temporary_name
-from kmervae.io.dataset import DatasetWriter
+from kmervae.io.atomic import remove_path, temporary_name
+from kmervae.io.dataset import DatasetWriter, naming_oserrors
 from kmervae.io.fasta import Segment, SegmentReader, file_stem
 from kmervae.io.ids import IdRegistry
+from kmervae.io.streams import check_readable
 from kmervae.kmers import kernels as K
 
 log = logging.getLogger(__name__)
@@ -117,15 +118,15 @@ class _Buffers:
         return SegmentResult(self.chunks, ids, self.taken, error, error_record)
 
 
-def _decode_ids(buf: bytes | memoryview, spans: np.ndarray, n: int, source: str) -> list[str]:
-    out = []
+def _decode_ids(buf: bytes | memoryview, spans: np.ndarray, n: int, out: list[str]) -> bool:
+    """Append the ``n`` ids at ``spans`` to ``out``; False at the first id that is not UTF-8
+    (the ids before it are appended)."""
     for s, e in spans[:n].tolist():
-        raw = bytes(buf[s:e])
         try:
-            out.append(raw.decode())
+            out.append(bytes(buf[s:e]).decode())
         except UnicodeDecodeError:
-            raise InputError(f"{source}: record id {raw!r} is not valid UTF-8") from None
-    return out
+            return False
+    return True
 
 
 def profile_segment(
@@ -152,7 +153,10 @@ def profile_segment(
             status, pos, rows, n_ids = K.scan_fasta(
                 buf, pos, end, at_eof, _LUT, _CMAP, state, work, feats, meta, spans
             )
-            ids.extend(_decode_ids(block, spans, n_ids, source))
+            if not _decode_ids(block, spans, n_ids, ids):
+                # the ids decoded so far are those of the records before the bad one
+                error = InputError("record id is not valid UTF-8")
+                return out.result(ids[:n_rows], error, len(ids) + 1)
             out.fill += rows
             n_rows += rows
             if status == K.SCAN_DONE:
@@ -233,22 +237,29 @@ def profile_fasta(
     if sum(str(p) == "-" for p in inputs) > 1:
         raise KmervaeError("stdin ('-') can be given only once")
     for p in inputs:
-        if str(p) != "-" and not Path(p).exists():
-            raise InputError(f"{p}: no such file")
+        check_readable(p)
     started = time.perf_counter()
     writer = DatasetWriter(output, dtype=dtype, fmt=fmt, overwrite=overwrite)
-    if on_writer is not None:
-        on_writer(writer)
-    with (
-        writer,
-        IdRegistry(temporary_name(writer.path, "ids")) as registry,
-        ThreadPoolExecutor(max_workers=threads) as executor,
-    ):
-        run = _ProfileRun(writer, registry, executor, threads, min_length, prefix_ids, progress)
-        for path in inputs:
-            run.add_file(path)
-        registry.check_duplicates(writer, prefix_ids)
-        path_out = writer.close(provenance)
+    scratch = temporary_name(writer.path, "ids")
+    try:
+        with (
+            naming_oserrors(writer.path),
+            writer,
+            IdRegistry(scratch) as registry,
+            ThreadPoolExecutor(max_workers=threads) as executor,
+        ):
+            if on_writer is not None:
+                on_writer(writer)
+            run = _ProfileRun(writer, registry, executor, threads, min_length, prefix_ids, progress)
+            for path in inputs:
+                run.add_file(path)
+            registry.check_duplicates(writer, prefix_ids)
+            path_out = writer.close(provenance)
+    except BaseException:
+        # the registry's own clean-up stops at its first error: on a full disk, the flush of
+        # a bucket file it closes before removing the folder
+        remove_path(scratch)
+        raise
     counts = run.counts
     return ProfileSummary(
         path_out,
@@ -304,10 +315,14 @@ class _ProfileRun:
                         consumed = reader.stats.raw_bytes
             while pending:
                 self._write(pending.popleft().result(), source, name, prefix)
-        finally:
+        except BaseException:
+            # an error, Ctrl-C or SIGTERM: abandon the reader (it may be blocked on a stalled
+            # pipe) so that the workers waiting for its blocks stop too
             for future in pending:
                 future.cancel()
-            reader.close()
+            reader.close(wait=False)
+            raise
+        reader.close()
         if self.progress is not None:
             self.progress(reader.stats.raw_bytes - consumed)
         stats = reader.stats
