@@ -113,3 +113,19 @@ def test_range_checked_option_types(kind, good, bad, message):
     with pytest.raises(argparse.ArgumentTypeError) as info:
         kind(bad)
     assert message in str(info.value)
+
+
+def test_a_failed_command_takes_its_own_temporaries_with_it(tmp_path):
+    from kmervae.io.atomic import remove_own_temporaries
+
+    pid, dead = os.getpid(), _dead_pid()
+    mine = [tmp_path / f".x.tmp-{pid}", tmp_path / f".x.tmp-{pid}.work"]
+    for path in mine:
+        path.mkdir()
+    (tmp_path / f".y.old-{pid}").write_text("earlier output")  # moved aside, never replaced
+    others = [tmp_path / f".z.tmp-{dead}", tmp_path / f".x.tmp-{pid}.commit", tmp_path / "x"]
+    for path in others:
+        path.write_text("not mine to remove")
+    assert sorted(remove_own_temporaries(tmp_path)) == sorted(mine)
+    assert (tmp_path / "y").read_text() == "earlier output"
+    assert all(p.exists() for p in others)

@@ -16,12 +16,8 @@ from hostile import assert_clean, assert_refused
 from profile_factory import SMALL_LAYOUT, read_back, write_dataset
 
 from kmervae.errors import InputError
-from kmervae.io.dataset import (
-    commit_outputs,
-    open_dataset,
-    output_files,
-    recover_interrupted_commits,
-)
+from kmervae.io.atomic import commit_outputs, recover_interrupted_commits
+from kmervae.io.dataset import open_dataset, output_files
 from kmervae.kmers.layout import FeatureLayout
 
 

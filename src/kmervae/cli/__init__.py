@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 
 from kmervae._version import __version__
@@ -28,6 +29,7 @@ from kmervae.cli import (
 )
 from kmervae.cli._common import setup_console_logging
 from kmervae.errors import KmervaeError, Terminated
+from kmervae.io.atomic import remove_own_temporaries
 
 SUBCOMMANDS = (
     profile,
@@ -87,21 +89,39 @@ def main(argv: list[str] | None = None) -> int:
     # main() was called from a thread other than the main one)
     with contextlib.suppress(ValueError):
         previous = signal.signal(signal.SIGTERM, _terminate)
+    code = 1
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
     except KmervaeError as exc:
         print(f"kmervae {args.command}: error: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:  # disk full, permissions, a vanished file
         print(f"kmervae {args.command}: error: {describe_os_error(exc, args)}", file=sys.stderr)
-        return 1
     except Terminated:
         print(f"kmervae {args.command}: terminated (SIGTERM)", file=sys.stderr)
-        return 143
+        code = 143
     except KeyboardInterrupt:
         print(f"kmervae {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
     finally:
+        if code != 0:
+            _remove_own_temporaries(args)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         logging.shutdown()
+    return code
+
+
+#: the options that name a command's outputs
+_OUTPUT_OPTIONS = ("output", "tsv", "json", "write_bins")
+
+
+def _remove_own_temporaries(args: argparse.Namespace) -> None:
+    """After a failed or interrupted command, what it left beside its outputs goes."""
+    folders = set()
+    for name in _OUTPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str | Path) and str(value) not in ("", "-"):
+            folders.add(Path(value).parent)
+    for folder in folders:
+        with contextlib.suppress(OSError, KeyboardInterrupt):
+            remove_own_temporaries(folder)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from kmervae.errors import KmervaeError
+from kmervae.errors import InputError, KmervaeError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def scratch_dir(final: Path, purpose: str) -> Path:
     return folder
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (this process included)."""
     if pid == os.getpid():
         return True
     try:
@@ -64,25 +66,54 @@ def remove_stale_temporaries(final: Path) -> list[Path]:
     writer died before the replacement landed, it is put back instead. Returns what was
     removed."""
     final = Path(final)
-    parent = final.parent if str(final.parent) else Path(".")
-    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(?:tmp|old)-(\d+)(?:\..*)?$")
+    return _sweep(
+        _folder_of(final),
+        lambda name, pid: name == final.name and not pid_alive(pid),
+        logging.INFO,
+    )
+
+
+def remove_own_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporaries of this process in ``folder`` (and put back what it moved
+    aside), once its command has failed or been interrupted: a signal can land between the
+    creation of a temporary and the code that would remove it. Returns what was removed."""
+    pid = os.getpid()
+    return _sweep(Path(folder), lambda name, owner: owner == pid, logging.DEBUG)
+
+
+_TEMPORARY = re.compile(r"^\.(.+)\.(tmp|old)-(\d+)(?:\..*)?$")
+
+
+def _folder_of(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def _sweep(folder: Path, chosen: Callable[[str, int], bool], level: int) -> list[Path]:
+    """Remove the temporaries in ``folder`` for which ``chosen(final name, pid)`` holds;
+    an ``.old`` entry whose final name is free is put back instead. Group-commit journals
+    (``.commit``) are left to :func:`recover_interrupted_commits`."""
     removed: list[Path] = []
     try:
-        entries = list(parent.iterdir())
+        entries = list(folder.iterdir())
     except OSError:
         return removed
     for entry in entries:
-        match = pattern.match(entry.name)
-        if not match or _pid_alive(int(match.group(1))):
+        match = _TEMPORARY.match(entry.name)
+        if match is None or entry.name.endswith(".commit"):
             continue
-        if ".old-" in entry.name and not (final.exists() or final.is_symlink()):
+        name, kind, pid = match.group(1), match.group(2), int(match.group(3))
+        if not chosen(name, pid):
+            continue
+        final = folder / name
+        if kind == "old" and not (final.exists() or final.is_symlink()):
             entry.rename(final)
             log.warning("put back %s, moved aside by an interrupted run", final)
             continue
         remove_path(entry)
         removed.append(entry)
     if removed:
-        log.info(
+        log.log(
+            level,
             "removed %d temporary file(s) left by an interrupted run: %s",
             len(removed),
             ", ".join(str(p) for p in removed),
@@ -120,3 +151,160 @@ def atomic_file(final: Path, overwrite: bool = False) -> Iterator[Path]:
         remove_path(tmp)
         raise
     replace_path(tmp, final)
+
+
+@contextlib.contextmanager
+def naming_oserrors(path: Path) -> Iterator[None]:
+    """An OSError raised while ``path`` is written becomes a one-line KmervaeError naming
+    ``path``: one without a file name (write() or close() on a full disk: ENOSPC, EIO) or one
+    naming a temporary of ``path``. Errors about other files pass through unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        own = f".{Path(path).name}.tmp-"
+        if exc.filename is not None and not Path(str(exc.filename)).name.startswith(own):
+            raise
+        raise KmervaeError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+# -- outputs that belong together -----------------------------------------------------------
+_JOURNAL = re.compile(r"^\.(.+)\.tmp-(\d+)\.commit$")
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _aside(final: Path, pid: int) -> Path:
+    # the name io.atomic.replace_path uses for an output moved aside
+    return final.with_name(f".{final.name}.old-{pid}")
+
+
+def commit_outputs(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Move each finished temporary onto its final name (``moves``: (temporary, final)
+    pairs in one folder), so that the group appears whole or not at all.
+
+    One rename is atomic; several are not, so a group is journaled:
+
+    1. a journal ``.FIRST.tmp-PID.commit`` listing the moves is written and synced;
+    2. every final name that exists is moved aside to ``.NAME.old-PID``;
+    3. every temporary is renamed to its final name;
+    4. the journal is removed (the commit point), then what was moved aside.
+
+    An error or a signal inside 2-3 rolls back at once. A process killed there (kill -9,
+    power loss) leaves the journal: readers refuse every output it lists
+    (:func:`refuse_unfinished_commit`), and the next writer of any of them rolls the
+    group back (:func:`recover_interrupted_commits`): new outputs go back to their
+    temporary names and the moved-aside ones return, so the outputs are all old (or
+    absent) again. After 4, only ``.old`` entries can be left, which
+    :func:`kmervae.io.atomic.remove_stale_temporaries` removes since their finals exist.
+    """
+    moves = [(Path(tmp), Path(final)) for tmp, final in moves]
+    if not moves:
+        return
+    if len(moves) == 1:
+        replace_path(*moves[0])
+        return
+    folder = moves[0][1].parent
+    if any(p.parent != folder for move in moves for p in move):
+        raise ValueError("commit_outputs: every path must be in one folder")
+    pid = os.getpid()
+    journal = temporary_name(moves[0][1], "commit")
+    names = [(tmp.name, final.name) for tmp, final in moves]
+    try:
+        with open(journal, "w") as fh:
+            fh.write(json.dumps({"pid": pid, "moves": names}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        journal.unlink(missing_ok=True)
+        raise
+    try:
+        for _, final in moves:
+            if _exists(final):
+                os.rename(final, _aside(final, pid))
+        for tmp, final in moves:
+            os.rename(tmp, final)
+    except BaseException:
+        _roll_back(folder, names, pid, journal)
+        raise
+    journal.unlink()
+    for _, final in moves:
+        remove_path(_aside(final, pid))
+
+
+def _roll_back(folder: Path, names: list[tuple[str, str]], pid: int, journal: Path) -> None:
+    """Undo steps 2-3 of :func:`commit_outputs`. Idempotent, so a rollback that is itself
+    interrupted can be run again: a temporary is only renamed back, never removed, while the
+    journal exists, and a final whose temporary is gone is the new output."""
+    for tmp_name, final_name in names:
+        tmp, final = folder / tmp_name, folder / final_name
+        if not _exists(tmp) and _exists(final):
+            os.rename(final, tmp)
+    for _, final_name in names:
+        final = folder / final_name
+        old = _aside(final, pid)
+        if _exists(old) and not _exists(final):
+            os.rename(old, final)
+    journal.unlink(missing_ok=True)
+
+
+def _journals(folder: Path) -> Iterator[tuple[Path, int, list[tuple[str, str]] | None]]:
+    """Commit journals in ``folder``: (path, writer pid, moves or None when unreadable)."""
+    try:
+        entries = [e for e in folder.iterdir() if e.name.startswith(".")]
+    except OSError:
+        return
+    for entry in entries:
+        match = _JOURNAL.match(entry.name)
+        if not match:
+            continue
+        moves: list[tuple[str, str]] | None
+        try:
+            data = json.loads(entry.read_text())
+            moves = [(str(t), str(f)) for t, f in data["moves"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            moves = None  # cut short while written: no rename had started
+        yield entry, int(match.group(2)), moves
+
+
+def _listed(match_name: str, moves: list[tuple[str, str]] | None, first: str) -> bool:
+    return match_name == first if moves is None else any(f == match_name for _, f in moves)
+
+
+def refuse_unfinished_commit(paths: Iterable[Path]) -> None:
+    """Raise an InputError when one of ``paths`` belongs to a group whose commit has not
+    finished: it may sit beside outputs of another run (see :func:`commit_outputs`)."""
+    for path in paths:
+        path = Path(path)
+        folder = path.parent if str(path.parent) else Path(".")
+        for journal, pid, moves in _journals(folder):
+            first = _JOURNAL.match(journal.name).group(1)  # type: ignore[union-attr]
+            if not _listed(path.name, moves, first):
+                continue
+            if pid_alive(pid):
+                raise InputError(f"{path}: being written by process {pid}; try again when done")
+            raise InputError(
+                f"{path}: left incomplete by an interrupted write (process {pid}); rerun "
+                "the command that writes it"
+            )
+
+
+def recover_interrupted_commits(finals: Iterable[Path]) -> None:
+    """Roll back every unfinished group commit of a dead process that lists one of
+    ``finals`` (see :func:`commit_outputs`), and remove its temporaries."""
+    for final in finals:
+        final = Path(final)
+        folder = final.parent if str(final.parent) else Path(".")
+        for journal, pid, moves in _journals(folder):
+            first = _JOURNAL.match(journal.name).group(1)  # type: ignore[union-attr]
+            if pid_alive(pid) or not _listed(final.name, moves, first):
+                continue
+            _roll_back(folder, moves or [], pid, journal)
+            for tmp_name, _ in moves or []:
+                remove_path(folder / tmp_name)
+            log.warning(
+                "rolled back the outputs of an interrupted run (process %d) beside %s",
+                pid,
+                final,
+            )

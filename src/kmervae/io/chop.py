@@ -10,8 +10,7 @@ from typing import IO, Any
 import numpy as np
 
 from kmervae.errors import KmervaeError
-from kmervae.io.atomic import atomic_file
-from kmervae.io.dataset import naming_oserrors
+from kmervae.io.atomic import atomic_file, naming_oserrors
 from kmervae.io.fasta import read_fasta_records, write_wrapped
 from kmervae.io.streams import check_readable
 

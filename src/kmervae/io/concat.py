@@ -51,19 +51,17 @@ from typing import Any, BinaryIO, cast
 import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.atomic import remove_path, scratch_dir
+from kmervae.io.atomic import commit_outputs, naming_oserrors, remove_path, scratch_dir
 from kmervae.io.dataset import (
     FEATURE_DTYPES,
     DatasetWriter,
     ProfileDataset,
     check_output,
-    commit_outputs,
     first_bad_row,
     iter_id_blocks,
     iter_row_blocks,
     legacy_ids_candidates,
     locate_dataset,
-    naming_oserrors,
     open_dataset,
     output_files,
 )

@@ -34,9 +34,8 @@ import hashlib
 import json
 import logging
 import os
-import re
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -45,11 +44,13 @@ import numpy as np
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import (
-    _pid_alive,
     check_writable,
+    commit_outputs,
+    naming_oserrors,
+    recover_interrupted_commits,
+    refuse_unfinished_commit,
     remove_path,
     remove_stale_temporaries,
-    replace_path,
     temporary_name,
 )
 from kmervae.io.manifest import read_json_manifest
@@ -559,161 +560,6 @@ def check_output(path: str | Path, fmt: str, overwrite: bool) -> None:
         check_writable(final, overwrite)
     if fmt == "legacy":  # the log kmervae writes beside NAME.npy
         remove_stale_temporaries(finals[1].with_suffix(".log"))
-
-
-@contextlib.contextmanager
-def naming_oserrors(path: Path) -> Iterator[None]:
-    """An OSError raised without a file name (write() or close() on a full disk: ENOSPC,
-    EIO) becomes a one-line KmervaeError naming the output ``path``."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.filename is not None:
-            raise
-        raise KmervaeError(f"{path}: cannot write: {exc.strerror or exc}") from None
-
-
-# -- outputs that belong together -----------------------------------------------------------
-_JOURNAL = re.compile(r"^\.(.+)\.tmp-(\d+)\.commit$")
-
-
-def _exists(path: Path) -> bool:
-    return path.exists() or path.is_symlink()
-
-
-def _aside(final: Path, pid: int) -> Path:
-    # the name io.atomic.replace_path uses for an output moved aside
-    return final.with_name(f".{final.name}.old-{pid}")
-
-
-def commit_outputs(moves: Sequence[tuple[Path, Path]]) -> None:
-    """Move each finished temporary onto its final name (``moves``: (temporary, final)
-    pairs in one folder), so that the group appears whole or not at all.
-
-    One rename is atomic; several are not, so a group is journaled:
-
-    1. a journal ``.FIRST.tmp-PID.commit`` listing the moves is written and synced;
-    2. every final name that exists is moved aside to ``.NAME.old-PID``;
-    3. every temporary is renamed to its final name;
-    4. the journal is removed (the commit point), then what was moved aside.
-
-    An error or a signal inside 2-3 rolls back at once. A process killed there (kill -9,
-    power loss) leaves the journal: readers refuse every output it lists
-    (:func:`refuse_unfinished_commit`), and the next writer of any of them rolls the
-    group back (:func:`recover_interrupted_commits`): new outputs go back to their
-    temporary names and the moved-aside ones return, so the outputs are all old (or
-    absent) again. After 4, only ``.old`` entries can be left, which
-    :func:`kmervae.io.atomic.remove_stale_temporaries` removes since their finals exist.
-    """
-    moves = [(Path(tmp), Path(final)) for tmp, final in moves]
-    if not moves:
-        return
-    if len(moves) == 1:
-        replace_path(*moves[0])
-        return
-    folder = moves[0][1].parent
-    if any(p.parent != folder for move in moves for p in move):
-        raise ValueError("commit_outputs: every path must be in one folder")
-    pid = os.getpid()
-    journal = temporary_name(moves[0][1], "commit")
-    names = [(tmp.name, final.name) for tmp, final in moves]
-    try:
-        with open(journal, "w") as fh:
-            fh.write(json.dumps({"pid": pid, "moves": names}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        journal.unlink(missing_ok=True)
-        raise
-    try:
-        for _, final in moves:
-            if _exists(final):
-                os.rename(final, _aside(final, pid))
-        for tmp, final in moves:
-            os.rename(tmp, final)
-    except BaseException:
-        _roll_back(folder, names, pid, journal)
-        raise
-    journal.unlink()
-    for _, final in moves:
-        remove_path(_aside(final, pid))
-
-
-def _roll_back(folder: Path, names: list[tuple[str, str]], pid: int, journal: Path) -> None:
-    """Undo steps 2-3 of :func:`commit_outputs`. Idempotent, so a rollback that is itself
-    interrupted can be run again: a temporary is only renamed back, never removed, while the
-    journal exists, and a final whose temporary is gone is the new output."""
-    for tmp_name, final_name in names:
-        tmp, final = folder / tmp_name, folder / final_name
-        if not _exists(tmp) and _exists(final):
-            os.rename(final, tmp)
-    for _, final_name in names:
-        final = folder / final_name
-        old = _aside(final, pid)
-        if _exists(old) and not _exists(final):
-            os.rename(old, final)
-    journal.unlink(missing_ok=True)
-
-
-def _journals(folder: Path) -> Iterator[tuple[Path, int, list[tuple[str, str]] | None]]:
-    """Commit journals in ``folder``: (path, writer pid, moves or None when unreadable)."""
-    try:
-        entries = [e for e in folder.iterdir() if e.name.startswith(".")]
-    except OSError:
-        return
-    for entry in entries:
-        match = _JOURNAL.match(entry.name)
-        if not match:
-            continue
-        moves: list[tuple[str, str]] | None
-        try:
-            data = json.loads(entry.read_text())
-            moves = [(str(t), str(f)) for t, f in data["moves"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            moves = None  # cut short while written: no rename had started
-        yield entry, int(match.group(2)), moves
-
-
-def _listed(match_name: str, moves: list[tuple[str, str]] | None, first: str) -> bool:
-    return match_name == first if moves is None else any(f == match_name for _, f in moves)
-
-
-def refuse_unfinished_commit(paths: Iterable[Path]) -> None:
-    """Raise an InputError when one of ``paths`` belongs to a group whose commit has not
-    finished: it may sit beside outputs of another run (see :func:`commit_outputs`)."""
-    for path in paths:
-        path = Path(path)
-        folder = path.parent if str(path.parent) else Path(".")
-        for journal, pid, moves in _journals(folder):
-            first = _JOURNAL.match(journal.name).group(1)  # type: ignore[union-attr]
-            if not _listed(path.name, moves, first):
-                continue
-            if _pid_alive(pid):
-                raise InputError(f"{path}: being written by process {pid}; try again when done")
-            raise InputError(
-                f"{path}: left incomplete by an interrupted write (process {pid}); rerun "
-                "the command that writes it"
-            )
-
-
-def recover_interrupted_commits(finals: Iterable[Path]) -> None:
-    """Roll back every unfinished group commit of a dead process that lists one of
-    ``finals`` (see :func:`commit_outputs`), and remove its temporaries."""
-    for final in finals:
-        final = Path(final)
-        folder = final.parent if str(final.parent) else Path(".")
-        for journal, pid, moves in _journals(folder):
-            first = _JOURNAL.match(journal.name).group(1)  # type: ignore[union-attr]
-            if _pid_alive(pid) or not _listed(final.name, moves, first):
-                continue
-            _roll_back(folder, moves or [], pid, journal)
-            for tmp_name, _ in moves or []:
-                remove_path(folder / tmp_name)
-            log.warning(
-                "rolled back the outputs of an interrupted run (process %d) beside %s",
-                pid,
-                final,
-            )
 
 
 class DatasetWriter:

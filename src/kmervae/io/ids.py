@@ -8,6 +8,7 @@ with the files it came from.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,9 +114,14 @@ class IdRegistry:
         raise InputError(f"duplicate record id {ident!r} ({len(rows)} times, {where}){more}{hint}")
 
     def close(self) -> None:
-        for fh in self._files:
-            fh.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        """Close the bucket files and remove the scratch folder, also when closing fails
+        (a full disk refuses the last flush): the scratch space never outlives the run."""
+        try:
+            for fh in self._files:
+                with contextlib.suppress(OSError):
+                    fh.close()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> IdRegistry:
         return self

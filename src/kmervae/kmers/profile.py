@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.atomic import remove_path, temporary_name
-from kmervae.io.dataset import DatasetWriter, naming_oserrors
+from kmervae.io.atomic import naming_oserrors, remove_path, temporary_name
+from kmervae.io.dataset import DatasetWriter
 from kmervae.io.fasta import Segment, SegmentReader, file_stem
 from kmervae.io.ids import IdRegistry
 from kmervae.io.streams import check_readable

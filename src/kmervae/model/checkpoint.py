@@ -19,7 +19,7 @@ import torch
 
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.atomic import remove_path, temporary_name
+from kmervae.io.atomic import atomic_file, naming_oserrors
 from kmervae.model.config import TrainConfig, VAEConfig
 
 if TYPE_CHECKING:
@@ -64,19 +64,10 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     }
     buffer = io.BytesIO()
     torch.save(data, buffer)
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(buffer.getbuffer())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        remove_path(tmp)
-        raise KmervaeError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        remove_path(tmp)
-        raise
+    with naming_oserrors(path), atomic_file(path, overwrite=True) as tmp, open(tmp, "wb") as fh:
+        fh.write(buffer.getbuffer())
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import torch
 
 from kmervae._version import __version__
 from kmervae.errors import KmervaeError
-from kmervae.io.atomic import atomic_file, check_writable
+from kmervae.io.atomic import atomic_file, check_writable, naming_oserrors
 from kmervae.kmers.layout import FeatureLayout
 from kmervae.model.files import LoadedModel
 from kmervae.model.onnx_runtime import (
@@ -154,11 +154,8 @@ def export_onnx(
                 f"the exported graph differs from the PyTorch encoder by {max_diff:.2e} "
                 f"(outputs up to {scale:.3g}); not written"
             )
-    with atomic_file(path, overwrite) as tmp:
-        try:
-            tmp.write_bytes(data)
-        except OSError as exc:  # ENOSPC on write() names no file
-            raise KmervaeError(f"{path}: cannot write the ONNX file ({exc.strerror})") from None
+    with naming_oserrors(path), atomic_file(path, overwrite) as tmp:
+        tmp.write_bytes(data)
     log.info("wrote %s (%s exporter, opset %d, %.1f MB)", path, used, opset, len(data) / 1e6)
     return OnnxExport(path, used, opset, max_diff)
 

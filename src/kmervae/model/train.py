@@ -42,6 +42,8 @@ from kmervae._version import __version__
 from kmervae.errors import KmervaeError
 from kmervae.evaluate.fidelity import local_distance_fidelity
 from kmervae.io.atomic import (
+    atomic_file,
+    naming_oserrors,
     remove_path,
     remove_stale_temporaries,
     replace_path,
@@ -147,19 +149,10 @@ def _seed_everything(seed: int) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` under a temporary name; a failure names ``path``."""
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        remove_path(tmp)
-        raise KmervaeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        remove_path(tmp)
-        raise
+    with naming_oserrors(path), atomic_file(path, overwrite=True) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 class _History:
@@ -184,13 +177,10 @@ class _History:
         self.rows = rows
 
     def append(self, row: dict[str, Any]) -> None:
-        try:
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(row) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise KmervaeError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        with naming_oserrors(self.path), open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         self.rows.append(row)
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from kmervae.errors import KmervaeError
-from kmervae.io.atomic import remove_path, temporary_name
+from kmervae.io.atomic import atomic_file, naming_oserrors
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -67,15 +65,8 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
     for a in axes.flat:
         a.set_xlabel("epoch")
     fig.tight_layout()
-    tmp = temporary_name(path, "png")
     try:
-        fig.savefig(tmp, dpi=80, format="png")
-        os.replace(tmp, path)
-    except OSError as exc:
-        remove_path(tmp)
-        raise KmervaeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        remove_path(tmp)
-        raise
+        with naming_oserrors(path), atomic_file(path, overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
     finally:
         plt.close(fig)
