@@ -21,6 +21,9 @@ from embed_factory import SMALL, random_profiles, write_model, write_profiles
 from hostile import (
     assert_clean,
     assert_refused,
+    check_interrupted,
+    interrupt,
+    leftovers,
     read_only_folder,
     small_disk,
     stopped_then_rerun,
@@ -513,3 +516,27 @@ def test_knn_stopped_and_rerun(space, tmp_path, sig):
     out = tmp_path / "graph"
     argv = ["knn", space["store"], "-k", "5", "-o", out, "--block", "8"]
     _stopped_then_rerun(argv, out, sig, "knn", lambda g: _assert_same_graph(g, space["graph"]))
+
+
+@pytest.mark.kill_point
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_index_add_stopped_leaves_the_store_as_committed(space, tmp_path, sig):
+    import shutil
+
+    reference = tmp_path / "reference"
+    shutil.copytree(space["store"], reference)
+    assert main(["index", "add", str(reference), str(space["more"]), "-q"]) == 0
+    store = tmp_path / "store"
+    shutil.copytree(space["store"], store)
+    after = random.Random(sig).uniform(0.3, 1.5)  # into the start-up or the add itself
+    code, err = interrupt(["index", "add", store, space["more"]], sig, after)
+    stopped = check_interrupted(code, err, sig, "index")
+    if len(open_index(store)) == len(open_index(reference)):
+        _assert_same_store(store, reference)  # the add was committed before the signal
+    else:
+        assert stopped, err
+        _assert_same_store(store, space["store"])  # as it was before the add
+        assert main(["index", "add", str(store), str(space["more"]), "-q"]) == 0
+        _assert_same_store(store, reference)
+    if sig != signal.SIGKILL:
+        assert not leftovers(tmp_path), leftovers(tmp_path)
