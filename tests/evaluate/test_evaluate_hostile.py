@@ -232,3 +232,14 @@ def test_model_without_a_training_record_warns(world, tmp_path, capsys):
     code, err = run_cli([*_fidelity(bare, world["both"]), "--bootstrap", "0"], capsys)
     assert code == 0, err
     assert "records no training data" in err
+
+
+@pytest.mark.bad_input
+def test_training_data_in_place_after_a_prefixed_concat(world, tmp_path, capsys):
+    # the prefixed ids match no training id, but the concat records the training data's
+    # ids checksum among its inputs
+    train = Path(shutil.copytree(world["train"], tmp_path / "train"))
+    model = _model_trained_on(tmp_path / "model", train)
+    mixed = concat_datasets([train, world["other"]], tmp_path / "mixed", prefix_ids=True)
+    line = assert_refused(_fidelity(model, mixed.outputs[0]), capsys, code=1)
+    assert "was built from the training data" in line, line

@@ -272,6 +272,9 @@ def training_overlap(
         eval_hashes[start : start + len(block)] = id_hashes(block)
         start += len(block)
     candidates = rows[np.isin(eval_hashes[rows], train_hashes)]
+    if len(candidates) == 0 and made_from:
+        # built from the training data with its ids changed (concat --prefix-ids)
+        return TrainingOverlap(None, record, "")
     if len(candidates) == 0:
         return TrainingOverlap(candidates, record)
     wanted = set(eval_hashes[candidates].tolist())
