@@ -242,7 +242,9 @@ def test_resume_refuses_other_data(change, tmp_path, data, old_run, capsys):
     argv = resume_argv(data, old_run)
     if change == "features":  # the same ids and row count, other profiles
         argv[1] = str(write_profiles(tmp_path / "rewritten", random_profiles(ROWS, LAYOUT, 4)))
-        assert_refused(argv, capsys, "rewritten", "features file changed", "same data")
+        assert_refused(
+            argv, capsys, "rewritten", "its features (sampled SHA-256) changed", "same data"
+        )
     else:
         assert_refused([*argv, "--validation", str(data)], capsys, "without --validation")
     assert snapshot(old_run) == before

@@ -103,6 +103,16 @@ class BoundedList(Bounded):
         return values
 
 
+class _KGroups(BoundedList):
+    """Comma-separated k-groups such as ``5,4,3,2,1``: each in 1..6, none twice."""
+
+    def __call__(self, text: str) -> Any:
+        values = super().__call__(text)
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"k-groups must be distinct, got {text!r}")
+        return values
+
+
 def _plain(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
@@ -120,6 +130,7 @@ positive_int_list = BoundedList(int, 1)
 float_list = BoundedList(float)
 positive_float_list = BoundedList(float, 0, low_open=True)
 DPI = Bounded(int, 10, 2400)
+k_groups = _KGroups(int, 1, 6)
 
 
 def add_format_option(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import BoundedList, add_common_options
+from kmervae.cli._common import add_common_options, k_groups
 from kmervae.errors import KmervaeError
 from kmervae.io.atomic import check_writable
 from kmervae.provenance import run_provenance
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--ks",
-        type=BoundedList(int, 1, 6),
+        type=k_groups,
         default=None,
         metavar="K,K,…",
         help="k-groups of the input columns (each 1 to 6, distinct), in order (default: "

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 from pathlib import Path
-from typing import Any
 
 from kmervae.cli._common import (
     Bounded,
-    BoundedList,
     LogFile,
     add_common_options,
     fraction,
+    k_groups,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -64,17 +62,6 @@ _TRAIN_FLAGS = {
 }
 
 
-class _KGroups(BoundedList):
-    """Comma-separated k-groups: each in 1..6, none twice."""
-
-    def __call__(self, text: str) -> Any:
-        values = super().__call__(text)
-        if len(set(values)) != len(values):
-            raise argparse.ArgumentTypeError(f"k-groups must be distinct, got {text!r}")
-        return values
-
-
-k_groups = _KGroups(int, 1, 6)
 dropout_type = Bounded(float, 0, 1, high_open=True)
 fidelity_pool_type = Bounded(int, 10)
 
@@ -230,15 +217,9 @@ def _configs(args: argparse.Namespace) -> tuple[VAEConfig, TrainConfig]:
 
 
 def _record_in_log(logfile: LogFile, message: str) -> None:
-    """Write ``message`` into the run's log file only (the console has it already); a log
-    that cannot be written (a full disk) is passed over."""
-    handler = logfile.handler
+    """Write ``message`` into the run's log file only (the console has it already)."""
     record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
-    if handler.stream is None:
-        return
-    with contextlib.suppress(OSError, ValueError):
-        handler.stream.write(handler.format(record) + "\n")
-        handler.stream.flush()
+    logfile.handler.handle(record)
 
 
 def run_train(args: argparse.Namespace) -> int:

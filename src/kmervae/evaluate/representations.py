@@ -33,6 +33,7 @@ import numpy as np
 from kmervae.errors import InputError, KmervaeError
 from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
 from kmervae.io.dataset import ProfileDataset
+from kmervae.io.npy import first_bad_row
 from kmervae.kmers.layout import FeatureLayout
 from kmervae.model.data import read_rows
 from kmervae.transform import clr
@@ -102,9 +103,9 @@ def represent_rows(
     for start in range(0, len(rows), block_rows):
         part = rows[start : start + block_rows]
         x = read_rows(dataset, columns, part)
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            row = int(part[np.flatnonzero(~finite)[0]])
+        bad = first_bad_row(x)
+        if bad >= 0:
+            row = int(part[bad])
             raise InputError(
                 f"{dataset.path}: row {row + 1} (id {dataset.id_of_row(row)}) has NaN or "
                 "infinite features"

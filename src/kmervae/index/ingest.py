@@ -22,6 +22,7 @@ from kmervae.errors import InputError, KmervaeError
 from kmervae.index.filters import COLUMN_NAME
 from kmervae.index.protocol import RESERVED, StoreBase, backends, create_index, open_index
 from kmervae.io.embeddings import Embeddings, open_embeddings
+from kmervae.io.npy import first_bad_row
 from kmervae.provenance import file_sha256
 
 log = logging.getLogger(__name__)
@@ -214,9 +215,8 @@ def _blocks(
     for ids in _rechunk(emb.iter_ids(), batch_rows):
         stop = start + len(ids)
         mu = reader.read(start, stop)
-        finite = np.isfinite(mu).all(axis=1)
-        if not finite.all():
-            bad = int(np.flatnonzero(~finite)[0])
+        bad = first_bad_row(mu)
+        if bad >= 0:
             raise InputError(
                 f"{emb.path}: the embedding of {ids[bad]!r} (row {start + bad + 1}) is not "
                 "finite (NaN or inf)"

@@ -48,6 +48,7 @@ from kmervae.index.filters import COLUMN_NAME, Filter, parse_filter
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
 from kmervae.io.ids import id_hashes
 from kmervae.io.manifest import read_json_manifest
+from kmervae.io.npy import first_bad_row
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +344,8 @@ class StoreBase(abc.ABC):
             raise KmervaeError(
                 f"columns {sorted(columns)} do not match the store's {sorted(self.schema)}"
             )
-        if not np.isfinite(vectors).all():
-            row = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+        row = first_bad_row(vectors)
+        if row >= 0:
             raise InputError(f"embedding of {ids[row]!r} is not finite")
         self._check_new_ids(list(ids))
         cols: dict[str, np.ndarray] = {}

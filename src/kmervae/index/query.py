@@ -16,6 +16,7 @@ import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
 from kmervae.index.protocol import SearchResult, StoreBase
+from kmervae.io.npy import first_bad_row
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,8 @@ def check_kmers(fasta: str | Path, profiles: Path, ks: Sequence[int]) -> None:
 
 def check_finite_queries(source: str | Path, names: Sequence[str], x: np.ndarray) -> None:
     """Refuse a query row with NaN or inf: it has no neighbours, whatever the filter."""
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
+    row = first_bad_row(x)
+    if row >= 0:
         raise InputError(
             f"{source}: query {names[row]!r} (row {row + 1}) is not finite (NaN or inf)"
         )

@@ -21,7 +21,7 @@ def check_writable(path: Path, overwrite: bool) -> None:
     folder is missing or read-only. Temporaries that a killed run left for ``path`` are
     removed (see :func:`remove_stale_temporaries`)."""
     path = Path(path)
-    if (path.exists() or path.is_symlink()) and not overwrite:
+    if _exists(path) and not overwrite:
         raise KmervaeError(f"{path} already exists (use --force to replace it)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -105,7 +105,7 @@ def _sweep(folder: Path, chosen: Callable[[str, int], bool], level: int) -> list
         if not chosen(name, pid):
             continue
         final = folder / name
-        if kind == "old" and not (final.exists() or final.is_symlink()):
+        if kind == "old" and not _exists(final):
             entry.rename(final)
             log.warning("put back %s, moved aside by an interrupted run", final)
             continue
@@ -124,7 +124,7 @@ def _sweep(folder: Path, chosen: Callable[[str, int], bool], level: int) -> list
 def replace_path(tmp: Path, final: Path) -> None:
     """Move ``tmp`` to ``final``, replacing a file or directory that is already there."""
     if final.is_dir() and not final.is_symlink():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")  # see remove_stale_temporaries
+        old = _aside(final, os.getpid())  # see remove_stale_temporaries
         final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
@@ -176,7 +176,8 @@ def _exists(path: Path) -> bool:
 
 
 def _aside(final: Path, pid: int) -> Path:
-    # the name io.atomic.replace_path uses for an output moved aside
+    """Where an output is moved aside while a replacement goes in (:func:`replace_path`,
+    :func:`commit_outputs`)."""
     return final.with_name(f".{final.name}.old-{pid}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ def chop_genomes(
     seen_ids: set[str] = set()
     with (
         atomic_file(output, overwrite) as tmp,
-        atomic_file(Path(table), overwrite) if table else _null() as tmp_table,
+        atomic_file(Path(table), overwrite) if table else contextlib.nullcontext() as tmp_table,
     ):
         if output.name.endswith(".gz"):
             from isal import igzip
@@ -148,11 +149,3 @@ class _Named:
     def close(self) -> None:
         with naming_oserrors(self.name):
             self.fh.close()
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

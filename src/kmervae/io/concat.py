@@ -57,7 +57,6 @@ from kmervae.io.dataset import (
     DatasetWriter,
     ProfileDataset,
     check_output,
-    first_bad_row,
     iter_id_blocks,
     iter_row_blocks,
     legacy_ids_candidates,
@@ -66,6 +65,7 @@ from kmervae.io.dataset import (
     output_files,
 )
 from kmervae.io.ids import IdRegistry
+from kmervae.io.npy import first_bad_row
 from kmervae.io.shuffle import (
     BucketFiles,
     RowBlock,

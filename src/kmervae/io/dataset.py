@@ -218,6 +218,8 @@ class ProfileDataset:
         else:
             self._open_legacy(located)
         n_ids, ids_sha256 = scan_ids(self.ids_path)
+        #: SHA-256 of the ids text (decompressed), read once when the dataset is opened
+        self.ids_text_sha256 = ids_sha256
         if n_ids != self.n_rows:
             raise InputError(
                 f"{self.ids_path}: {n_ids} ids for the {self.n_rows} profile rows of "
@@ -513,19 +515,6 @@ def verify_ids_file(path: Path, expected: str | None) -> None:
             f"{path}: ids do not match the manifest checksum "
             "(file changed or belongs to another dataset)"
         )
-
-
-def first_bad_row(x: np.ndarray) -> int:
-    """Index of the first row of ``x`` (n x F) holding NaN or an infinity, or -1.
-
-    Row sums find candidates in one cheap pass (NaN and inf propagate); a candidate is then
-    confirmed on its own, since a sum of huge finite values can overflow.
-    """
-    sums = np.add.reduce(x, axis=1)
-    for row in np.flatnonzero(~np.isfinite(sums)):
-        if not np.isfinite(x[row]).all():
-            return int(row)
-    return -1
 
 
 def open_dataset(path: str | Path) -> ProfileDataset:

@@ -130,3 +130,16 @@ def load_column(folder: Path, column: str, dtype: type, shape: tuple[int, ...]) 
             f"expected {shape} {np.dtype(dtype)}"
         )
     return arr
+
+
+def first_bad_row(x: np.ndarray) -> int:
+    """Index of the first row of ``x`` (n x F) holding NaN or an infinity, or -1.
+
+    Row sums find candidates in one cheap pass (NaN and inf propagate); a candidate is then
+    confirmed on its own, since a sum of huge finite values can overflow.
+    """
+    sums = np.add.reduce(x, axis=1)
+    for row in np.flatnonzero(~np.isfinite(sums)):
+        if not np.isfinite(x[row]).all():
+            return int(row)
+    return -1

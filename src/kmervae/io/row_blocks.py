@@ -26,9 +26,9 @@ from kmervae.errors import InputError
 from kmervae.io.dataset import (
     _LEGACY_LAYOUTS,
     ProfileDataset,
-    first_bad_row,
     iter_row_blocks,
 )
+from kmervae.io.npy import first_bad_row
 from kmervae.kmers.layout import FeatureLayout
 
 

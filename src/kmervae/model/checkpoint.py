@@ -145,11 +145,11 @@ def check_resume_data(stored: dict[str, Any], now: dict[str, Any], run_dir: Path
             changes.append(f"{old.get('n_rows')} rows when the run started, {new['n_rows']} now")
         elif old.get("ids_sha256") != new["ids_sha256"]:
             changes.append("its ids changed")
-        recorded = old.get("files_sha256") or {}
+        recorded = old.get("checksums") or {}
         changes += [
-            f"its {name} file changed (SHA-256)"
+            f"its {name} changed"
             for name, digest in recorded.items()
-            if new["files_sha256"].get(name) != digest
+            if new["checksums"].get(name) != digest
         ]
         if changes:
             raise KmervaeError(

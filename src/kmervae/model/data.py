@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.dataset import ProfileDataset, first_bad_row, open_dataset
-from kmervae.provenance import file_sha256
+from kmervae.io.dataset import ProfileDataset, open_dataset
+from kmervae.io.npy import first_bad_row
+from kmervae.provenance import sampled_sha256
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +69,19 @@ class TrainingData:
 
 
 def dataset_info(ds: ProfileDataset) -> dict[str, Any]:
-    """Identity of a dataset for a run's records: path, size, layout and the SHA-256 of its
-    feature and id files, so a resume can tell that the data were rewritten."""
+    """Identity of a dataset for a run's records: path, size, layout and the checksums that
+    let a resume tell that the data were rewritten: of the ids text (read when the dataset
+    was opened) and a sampled SHA-256 of the feature file (its size and 64 spread blocks,
+    so that a 150 GB matrix is not read through at every start)."""
     features = ds.path / "features.npy" if ds.kind == "native" else ds.path
-    size = features.stat().st_size
-    if size > 1 << 30:
-        log.info("checksumming %s (%.1f GB) for the run's record", features, size / 1e9)
     return {
         "path": str(Path(ds.path).resolve()),
         "kind": ds.kind,
         "n_rows": ds.n_rows,
         "ids_sha256": ds.manifest.get("ids_sha256"),
-        "files_sha256": {
-            "features": file_sha256(features),
-            "ids": file_sha256(ds.ids_path),
+        "checksums": {
+            "features (sampled SHA-256)": sampled_sha256(features),
+            "ids (SHA-256)": ds.ids_text_sha256,
         },
         "layout": ds.layout.to_json(),
         "sources": ds.source_names[:50],

@@ -27,6 +27,7 @@ from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable
 from kmervae.io.dataset import ProfileDataset, open_dataset
 from kmervae.io.embeddings import EmbeddingsWriter
+from kmervae.io.npy import first_bad_row
 from kmervae.io.row_blocks import DatasetBlocks, NpyStreamBlocks, Prefetch, RowBlock
 from kmervae.model.config import VAEConfig
 
@@ -258,9 +259,8 @@ def _encode_blocks(
                 raise KmervaeError(
                     f"the encoder returned mu of shape {mu.shape} for {block.x.shape[0]} rows"
                 )
-            finite = np.isfinite(mu).all(axis=1)
-            if not finite.all():
-                row = int(np.flatnonzero(~finite)[0])
+            row = first_bad_row(mu)
+            if row >= 0:
                 why = (
                     "has negative values (features must be k-mer frequencies, not CLR values)"
                     if (block.x[row] < 0).any()
