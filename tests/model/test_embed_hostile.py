@@ -313,7 +313,7 @@ def test_import_keras_damaged_file(world, tmp_path, capsys, how, needle):
 @pytest.mark.bad_input
 @pytest.mark.parametrize(
     ("ks", "code", "needle"),
-    [("0,3", 2, "argument --ks"), ("7", 2, "argument --ks"), ("4,4", 2, "k-groups must be distinct")],
+    [("0,3", 2, "argument --ks"), ("7", 2, "argument --ks"), ("4,4", 2, "must be distinct")],
 )
 def test_import_keras_bad_ks(world, tmp_path, capsys, ks, code, needle):
     out = tmp_path / "imported"
