@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,13 +81,13 @@ def test_gzip_output_and_prefix(tmp_path):
     random_fasta(a, n=2, min_len=3000, max_len=4000)
     b.write_bytes(gzip.compress(a.read_bytes()))
     out = tmp_path / "c.fa.gz"
-    # the same record ids in two files need --prefix-file
+    # the same record ids in two files need --prefix-ids
     assert main(["chop", str(a), str(b), "-o", str(out), "-l", "1000", "-q"]) == 1
     assert not out.exists()
-    assert main(["chop", str(a), str(b), "-o", str(out), "-l", "1000", "--prefix-file", "-q"]) == 0
+    assert main(["chop", str(a), str(b), "-o", str(out), "-l", "1000", "--prefix-ids", "-q"]) == 0
     assert out.read_bytes()[:2] == b"\x1f\x8b"
     ids = [i for i, _ in _records(out)]
-    assert ids[0] == "a:contig_0.1" and any(i.startswith("b:contig_1.") for i in ids)
+    assert ids[0] == "a_contig_0.1" and any(i.startswith("b_contig_1.") for i in ids)
 
 
 def test_chop_sequence_never_emits_short_pieces():
@@ -96,7 +98,7 @@ def test_chop_sequence_never_emits_short_pieces():
     assert all(100 <= e - s <= 300 for s, e in pieces[:-1]) and pieces[-1][1] - pieces[-1][0] >= 80
     assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
     assert pieces[-1][1] >= 10_007 - 80
-    with pytest.raises(KmervaeError, match="min-length"):
+    with pytest.raises(KmervaeError, match="min_keep"):
         ChopSpec(100, 300, 150)
 
 
@@ -118,3 +120,13 @@ def test_not_fasta(tmp_path, capsys):
     bad.write_text("@r\nACGT\n+\nIIII\n")
     assert main(["chop", str(bad), "-o", str(tmp_path / "o.fa"), "-q"]) == 1
     assert "FASTQ" in capsys.readouterr().err
+
+
+def test_output_to_dev_null(tmp_path):
+    genome = tmp_path / "g.fa"
+    random_fasta(genome, n=2, min_len=3000, max_len=4000)
+    table = tmp_path / "c.tsv"
+    argv = ["chop", str(genome), "-o", os.devnull, "-l", "1000", "--table", str(table), "-q"]
+    assert main(argv) == 0
+    assert Path(os.devnull).is_char_device() and len(table.read_text().splitlines()) > 4
+    assert not any(p.name.startswith(".null") for p in Path(os.devnull).parent.iterdir())

@@ -94,7 +94,7 @@ def _input_case(tmp_path: Path, a, b, case: str) -> tuple[list[object], tuple[st
         return [a.path, c.path], ("layouts differ", str(a.path), str(c.path))
     if case == "duplicate-ids-across-inputs":
         dup = write_dataset(folder / "dup", 3, ids=["x", a.ids[7], "y"], seed=5)
-        return [a.path, dup.path], ("duplicate record id", a.ids[7], "--prefix-ids")
+        return [a.path, dup.path], ("duplicate record id", a.ids[7], "prefix_ids")
     if case == "given-twice":
         return [a.path, Path(str(folder) + "/../in/a")], ("given twice",)
     if case == "negative-length":

@@ -58,7 +58,7 @@ def test_fidelity_prints_pool_beside_every_score(setup, capsys):
                 "10",
                 "--bootstrap",
                 "50",
-                "--json",
+                "-o",
                 str(out),
             ]
         )
@@ -80,7 +80,7 @@ def test_fidelity_prints_pool_beside_every_score(setup, capsys):
 
 
 def test_taxonomy_modes(setup, capsys):
-    base = ["evaluate", "taxonomy", "tetra", setup["ds"], "--labels", setup["labels"], "--k", "1,5"]
+    base = ["evaluate", "taxonomy", "tetra", setup["ds"], "--labels", setup["labels"], "-k", "1,5"]
     clusters = setup["tmp"] / "clusters.tsv"
     clusters.write_text("".join(f"c{i}\t{i % 3}\n" for i in range(240)))
     out = setup["tmp"] / "tax.json"
@@ -142,7 +142,7 @@ def test_bad_input_messages(setup, capsys, tmp_path):
     assert main(["evaluate", "fidelity", str(model), setup["ds"], "-q"]) == 1
     assert "feature layouts do not match" in capsys.readouterr().err
     argv = ["evaluate", "taxonomy", "clr", setup["ds"], "--labels", setup["labels"], "-q"]
-    assert main([*argv, "--k", "1,500"]) == 1
+    assert main([*argv, "-k", "1,500"]) == 1
     assert "only 239 candidate neighbours" in capsys.readouterr().err
     other = tmp_path / "other.tsv"
     other.write_text("id\tspecies\nx1\ts\n")
@@ -288,8 +288,8 @@ def test_clusters_bad_input(clustered, capsys):
     cases = [
         ([str(tmp / "missing")], "no such cluster folder or clustering file"),
         ([str(stranger), "--store", clustered["store"]], "none of the 2 clustered ids is in"),
-        ([str(stranger)], "needs --store STORE or --dataset DATASET"),
-        ([out, "--baseline", "clr"], "--baseline needs --dataset"),
+        ([str(stranger)], "needs a store or a profile dataset"),
+        ([out, "--baseline", "clr"], "baselines need dataset"),
         ([out, "--labels", str(nolab)], "do the ids match?"),
         ([out, "--labels", str(tmp / "none.tsv")], "no such labels file"),
         ([out, "--clustering", "mcl-I9"], "no clustering named 'mcl-I9' (clusterings: mcl-I3)"),

@@ -46,7 +46,7 @@ def test_import_then_export_synthetic(tmp_path, capsys):
     assert "keras_version: 3.15.1" in (model / "README.md").read_text()
 
     onnx_path = tmp_path / "enc.onnx"
-    assert main(["export", str(model), "--onnx", str(onnx_path)]) == 0
+    assert main(["export", str(model), "-o", str(onnx_path)]) == 0
     assert "ONNX Runtime matches PyTorch" in capsys.readouterr().err
     encoder = OnnxEncoder(onnx_path)
     assert encoder.fingerprint == load_model(model).fingerprint
@@ -80,13 +80,13 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert main(["import-keras", str(keras), "-o", str(tmp_path / "m2"), "--ks", "6,5"]) == 1
     assert "input width is 180" in _one_error_line(capsys, "import-keras")
 
-    assert main(["export", str(tmp_path / "nothing"), "--onnx", str(tmp_path / "x.onnx")]) == 1
-    assert "not a kmervae model" in _one_error_line(capsys, "export")
+    assert main(["export", str(tmp_path / "nothing"), "-o", str(tmp_path / "x.onnx")]) == 1
+    assert "no such model, embedding store or index store" in _one_error_line(capsys, "export")
     out = tmp_path / "x.onnx"
-    assert main(["export", str(tmp_path / "m"), "--onnx", str(out), "-q"]) == 0
-    assert main(["export", str(tmp_path / "m"), "--onnx", str(out), "-q"]) == 1
+    assert main(["export", str(tmp_path / "m"), "-o", str(out), "-q"]) == 0
+    assert main(["export", str(tmp_path / "m"), "-o", str(out), "-q"]) == 1
     assert "already exists" in _one_error_line(capsys, "export")
-    assert main(["export", str(tmp_path / "m"), "--onnx", str(out), "-q", "--force"]) == 0
+    assert main(["export", str(tmp_path / "m"), "-o", str(out), "-q", "--force"]) == 0
     assert _hidden_leftovers(tmp_path) == []
 
 
@@ -95,7 +95,7 @@ def test_real_research_encoder_through_onnx(tmp_path):
         pytest.skip("the shared legacy Keras fixture is not beside this checkout")
     model, onnx_path = tmp_path / "model", tmp_path / "enc.onnx"
     assert main(["import-keras", str(LEGACY_KERAS / "vae_encoder.keras"), "-o", str(model)]) == 0
-    assert main(["export", str(model), "--onnx", str(onnx_path), "-q"]) == 0
+    assert main(["export", str(model), "-o", str(onnx_path), "-q"]) == 0
     rows = np.load(LEGACY_KERAS / "legacy_inputs.npy")
     mu, logvar = OnnxEncoder(onnx_path).encode(rows[:, 1:])
     assert np.abs(mu - np.load(LEGACY_KERAS / "legacy_z_mean.npy")).max() <= 1e-4

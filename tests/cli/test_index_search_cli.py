@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +45,7 @@ def space(tmp_path_factory):
 
 
 def _tsv(text: str) -> list[list[str]]:
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    lines = text.splitlines()
     assert lines[0].split("\t") == ["query", "rank", "neighbour", "distance", "length"]
     return [line.split("\t") for line in lines[1:]]
 
@@ -56,11 +59,14 @@ def test_build_and_info(space, capsys):
         "length": "int64",
         "gc": "float32",
         "source": "string",
+        "source_path": "string",
         "taxon": "string",
         "depth": "float64",
     }
-    got = store.take(np.array([5]), ["length", "gc", "source", "taxon", "depth", "embedding"])
+    names = ["length", "gc", "source", "source_path", "taxon", "depth", "embedding"]
+    got = store.take(np.array([5]), names)
     assert got["length"][0] == 1035 and got["source"][0] == "b" and got["taxon"][0] == "t1"
+    assert got["source_path"][0] == "b"  # the dataset recorded a name only
     np.testing.assert_allclose(got["gc"][0], 0.005)
     np.testing.assert_array_equal(got["embedding"][0], emb.mu[5])
     manifest = json.loads((space["store"] / "manifest.json").read_text())
@@ -99,7 +105,10 @@ def test_search_by_ids_embeddings_and_fasta(space, tmp_path, capsys):
     argv = ["search", str(store), "--embeddings", str(tmp_path / "q.npy"), "-k", "3"]
     assert main([*argv, "--where", "length >= 1300 and taxon != 't0'", "-o", str(out)]) == 0
     hits = _tsv(out.read_text())
-    assert out.read_text().startswith("# kmervae ")
+    assert out.read_text().startswith("query\trank\t")
+    sidecar = json.loads((tmp_path / "hits.tsv.json").read_text())
+    assert sidecar["provenance"]["command"][:2] == ["kmervae", "search"]
+    assert sidecar["n_rows"] == len(hits) and sidecar["store"]["model_fingerprint"]
     assert {h[0] for h in hits} == {"q1", "q2"}
     assert all(int(h[4]) >= 1300 and int(h[2][1:]) % 4 != 0 for h in hits)
     # new sequences: profiled and embedded with the store's model
@@ -200,7 +209,7 @@ def test_knn_graph_and_tsv(space, tmp_path, capsys):
     for i in range(N):
         assert i not in graph.indices[i]
         assert set(graph.indices[i][kept[i]]) <= set(exact.rows[i][1:])
-    lines = [x for x in tsv.read_text().splitlines() if not x.startswith("#")]
+    lines = tsv.read_text().splitlines()
     assert lines[0] == "source\ttarget\trank\tdistance" and len(lines) - 1 == graph.n_edges()
     assert graph.to_csr().nnz == graph.n_edges()
     # a distance threshold
@@ -214,3 +223,30 @@ def test_knn_graph_and_tsv(space, tmp_path, capsys):
     assert main(["knn", store, "-k", str(N), "-o", str(tmp_path / "g3")]) == 1
     assert "larger than the store" in capsys.readouterr().err
     assert not (tmp_path / "g3").exists()
+
+
+def test_devices_and_closed_pipes_as_outputs(space, tmp_path, capsys):
+    store = str(space["store"])
+    # /dev/null takes a TSV as it is written: no --force, nothing built beside it
+    assert main(["search", store, "--ids", "c3", "-k", "4", "-o", os.devnull, "-q"]) == 0
+    argv = ["knn", store, "-k", "5", "-o", str(tmp_path / "g"), "--tsv", os.devnull, "-q"]
+    assert main(argv) == 0
+    assert open_knn_graph(tmp_path / "g").n_rows == N
+    assert Path(os.devnull).is_char_device()
+    # a folder cannot be written there, --force or not
+    capsys.readouterr()
+    assert main(["knn", store, "-k", "5", "-o", os.devnull, "--force", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "is a device or a pipe" in err and len(err.splitlines()) == 1
+    # `kmervae search ... | head`: a reader that went away ends the command quietly, 141
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    ids = [f"c{i}" for i in range(N)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kmervae", "search", store, "--ids", *ids, "-k", "10", "-q"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+    )
+    os.close(write_end)
+    _, stderr = proc.communicate(timeout=300)
+    assert stderr == b"" and proc.returncode == 141

@@ -460,7 +460,7 @@ def test_run_clusters_baselines_side_by_side(world):
 
 def test_run_clusters_bad_input(world, caplog):
     folder = _folder(world, canonical_labels(np.array(world["genome"])))
-    with pytest.raises(InputError, match="--baseline needs --dataset"):
+    with pytest.raises(InputError, match="baselines need dataset"):
         run_clusters(folder, baselines=[Source("clr")])
     with pytest.raises(InputError, match="no such cluster folder or clustering file"):
         run_clusters(world["tmp"] / "nothing")
@@ -470,7 +470,7 @@ def test_run_clusters_bad_input(world, caplog):
     other.write_text("x1\t1\nx2\t1\n")
     with pytest.raises(InputError, match="none of the 2 clustered ids is in"):
         run_clusters(other, store=world["store"])
-    with pytest.raises(InputError, match="needs --store STORE or --dataset"):
+    with pytest.raises(InputError, match="needs a store or a profile dataset"):
         run_clusters(other)
     nolab = world["tmp"] / "nolab.tsv"
     nolab.write_text("id\tgenome\nzz\tg\n")

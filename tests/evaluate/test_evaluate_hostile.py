@@ -60,7 +60,7 @@ FIDELITY_OPTIONS = [
     ("--threads", "nine"),
 ]
 TAXONOMY_OPTIONS = [
-    ("--k", "0,5"),
+    ("-k", "0,5"),
     ("--length-bins", "2000,-1"),
     ("--max-queries", "0"),
     ("--distance-threshold", "-0.5"),
@@ -89,7 +89,7 @@ def test_taxonomy_option_out_of_range(world, tmp_path, capsys, option, value):
     ("protocol", "option", "value"),
     [
         ("reconstruction", "--max-rows", "0"),
-        ("clusters", "--graph-k", "0"),
+        ("clusters", "-k", "0"),
         ("clusters", "--min-length", "-1"),
         ("clusters", "--fit-rows", "0"),
         ("matrix", "--max-rows", "-3"),
@@ -174,7 +174,7 @@ def test_non_finite_profiles(world, tmp_path, capsys):
 def test_training_rows_in_a_concat_are_refused(world, capsys):
     line = assert_refused(_fidelity(world["model"], world["both"]), capsys, code=1)
     assert "60 of 120 evaluated rows" in line and "training rows" in line, line
-    assert "--training-rows" in line and str(world["train"]) in line, line
+    assert "training_rows" in line and str(world["train"]) in line, line
 
 
 def test_training_rows_excluded_or_included_on_request(world, tmp_path, capsys):
@@ -182,7 +182,7 @@ def test_training_rows_excluded_or_included_on_request(world, tmp_path, capsys):
     argv = [*_fidelity(world["model"], world["both"]), "--training-rows", "exclude"]
     code, err = run_cli([*argv, "--json", out, "--bootstrap", "0"], capsys)
     assert code == 0, err
-    assert "left out (--training-rows exclude): 60 rows remain" in err
+    assert "left out (training_rows exclude): 60 rows remain" in err
     assert "less 60 training rows" in json.loads(out.read_text())["held_out"]
     argv[-1] = "include"
     code, err = run_cli([*argv, "--bootstrap", "0"], capsys)
@@ -214,7 +214,7 @@ def test_training_data_itself_uses_the_recorded_split(world, tmp_path, capsys):
     # an older card that does not say whether a validation set was separate: refused, with
     # the hint to name the run
     line = assert_refused(_fidelity(world["model"], world["train"]), capsys, code=1)
-    assert "60 of 60" in line and "--run RUN_DIR" in line, line
+    assert "60 of 60" in line and "run_dir" in line, line
 
 
 @pytest.mark.bad_input

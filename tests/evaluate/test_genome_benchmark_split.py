@@ -86,4 +86,4 @@ def test_train_copies_cut_each_genome_again(bench, tmp_path):
         labels = {row["id"]: row for row in csv.DictReader(fh, delimiter="\t")}
     assert set(labels) == set(ids3)
     for cid, row in labels.items():
-        assert row["genome"] == cid.split(":", 1)[0] and row["species"] == "s" + cid[1]
+        assert cid.startswith(row["genome"] + "_") and row["species"] == "s" + cid[1]

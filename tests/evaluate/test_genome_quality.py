@@ -37,7 +37,7 @@ def contigs(tmp_path_factory):
         tmp / "contigs.fa",
         ChopSpec(3000, 10000, 3000, 1),
         table=table,
-        prefix_file=True,
+        prefix_ids=True,
     )
     dataset = profile_fasta([tmp / "contigs.fa"], tmp / "contigs.kmv").output
     labels = tmp / "labels.tsv"

@@ -49,7 +49,7 @@ def _matrix(setup, *extra):
     out = setup["tmp"] / "m"
     argv = ["evaluate", "matrix", "--models", setup["model"], "tetra", "--datasets"]
     argv += [setup["a"], setup["b"], "--protocol", "taxonomy", "--labels", setup["labels"]]
-    argv += ["--k", "1,5", "-o", str(out), "--force", "-q", *extra]
+    argv += ["-k", "1,5", "-o", str(out), "--force", "-q", *extra]
     code = main(argv)
     md = (setup["tmp"] / "m.md").read_text() if code == 0 else ""
     data = json.loads((setup["tmp"] / "m.json").read_text()) if code == 0 else {}
@@ -58,7 +58,7 @@ def _matrix(setup, *extra):
 
 def _single(setup, model, dataset, *extra):
     out = setup["tmp"] / "single.json"
-    argv = ["evaluate", "taxonomy", model, dataset, "--labels", setup["labels"], "--k", "1,5"]
+    argv = ["evaluate", "taxonomy", model, dataset, "--labels", setup["labels"], "-k", "1,5"]
     assert main([*argv, "--json", str(out), "--force", "-q", *extra]) == 0
     return json.loads(out.read_text())
 
@@ -129,15 +129,15 @@ def test_clustering_template_reads_one_file_per_cell(setup):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--reference", "REF"], "--reference needs --reference-labels"),
-        (["--reference-labels", "REFLAB"], "--reference-labels needs --reference"),
+        (["--reference", "REF"], "reference needs reference_labels"),
+        (["--reference-labels", "REFLAB"], "reference_labels needs reference"),
         (["--reference", "REF", "--reference-labels", "nope.tsv"], "nope.tsv: no such reference"),
         (["--reference", "nope.kmv", "--reference-labels", "REFLAB"], "no such reference dataset"),
         (
             ["--reference", "REF", "--reference-labels", "REFLAB", "--exclude-same", "genome"],
-            "--exclude-same applies within one dataset",
+            "exclude_same applies within one dataset",
         ),
-        (["--distance-threshold", "2"], "--distance-threshold needs --reference"),
+        (["--distance-threshold", "2"], "distance_threshold needs reference"),
         (["--clustering", "c/{model}.tsv"], "c/vae.tsv: no such clustering file (and 1 more)"),
         (["--clustering", "c/{run}.tsv"], "may hold only {model} and {dataset}"),
     ],

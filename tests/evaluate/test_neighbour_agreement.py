@@ -7,7 +7,6 @@ import pytest
 
 from kmervae.errors import InputError
 from kmervae.evaluate.labels import AlignedLabels
-from kmervae.evaluate.neighbours import nearest_neighbours
 from kmervae.evaluate.taxonomy import (
     TaxonomyRequest,
     clustering_scores,
@@ -17,6 +16,7 @@ from kmervae.evaluate.taxonomy import (
     neighbour_agreement,
     reachable_labels,
 )
+from kmervae.neighbours import nearest_neighbours
 
 
 def naive_knn(queries, base, k, skip):

@@ -49,5 +49,5 @@ def test_without_chromadb_the_error_says_how_to_install(tmp_path, monkeypatch, c
         main(["index", "build", "--from-chroma", str(tmp_path / "c"), "-o", str(tmp_path / "s")])
         == 1
     )
-    assert "pip install chromadb" in capsys.readouterr().err
+    assert "pip install 'kmervae[chroma]'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

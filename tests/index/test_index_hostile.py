@@ -224,16 +224,16 @@ def test_embeddings_of_another_model_are_refused(space, tmp_path, capsys, action
 @pytest.mark.parametrize(
     ("options", "needles", "code"),
     [
-        (["--partitions", "0"], ("--partitions", ">= 1"), 2),
+        (["--nlist", "0"], ("--nlist", ">= 1"), 2),
         (["--sub-vectors", "-2"], ("--sub-vectors", ">= 1"), 2),
-        (["--nprobes", "0"], ("--nprobes",), 2),
+        (["--nprobe", "0"], ("--nprobe",), 2),
         (["--refine-factor", "0"], ("--refine-factor",), 2),
         (["--ann-min-rows", "-1"], ("--ann-min-rows",), 2),
-        (["--partitions", "x"], ("--partitions", "integer"), 2),
-        (["--partitions", "500", "--ann-min-rows", "10"], ("--partitions 500", f"{N} rows"), 1),
-        (["--sub-vectors", "3", "--vector-index", "ivf-pq"], ("--sub-vectors 3", "divide"), 1),
+        (["--nlist", "x"], ("--nlist", "integer"), 2),
+        (["--nlist", "500", "--ann-min-rows", "10"], ("num_partitions 500", f"{N} rows"), 1),
+        (["--sub-vectors", "3", "--vector-index", "ivf-pq"], ("num_sub_vectors 3", "divide"), 1),
     ],
-    ids=["partitions-0", "sub-vectors", "nprobes", "refine", "ann-min", "text", "lists>rows",
+    ids=["nlist-0", "sub-vectors", "nprobe", "refine", "ann-min", "text", "lists>rows",
          "sub-vectors-divide"],
 )  # fmt: skip
 def test_index_build_option_ranges(space, tmp_path, capsys, options, needles, code):
@@ -435,7 +435,7 @@ def test_search_without_a_filter_does_not_blame_one(space, tmp_path, capsys):
         (["-t", "-1"], ("--threads", "[0, 4096]"), 2),
         (["--nprobe", "0"], ("--nprobe",), 2),
         (["--nlist", "0"], ("--nlist",), 2),
-        (["--nlist", "1000", "--method", "ivf-flat"], ("--nlist 1000", f"{N} contigs"), 1),
+        (["--nlist", "1000", "--method", "ivf-flat"], ("nlist 1000", f"{N} contigs"), 1),
         (["--block", "0"], ("--block",), 2),
         (["--max-distance", "-1"], ("--max-distance",), 2),
         (["--max-distance", "nan"], ("--max-distance", "finite"), 2),

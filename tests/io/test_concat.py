@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 from itertools import permutations
 
@@ -91,8 +93,11 @@ def test_legacy_inputs_with_plain_and_gzip_ids(tmp_path, two):
     assert out.source_names[:23] == [str(leg.path)] * 23  # the legacy file is the source
     assert (out.ambiguous[:23] == -1).all()
     prov = json.loads((tmp_path / "out" / "manifest.json").read_text())["provenance"]
-    assert prov["inputs"][0]["npy_sha256"] == file_sha256(leg.path)
-    assert prov["inputs"][0]["ids_sha256"] == file_sha256(tmp_path / "leg.txt.gz")
+    assert prov["inputs"][0]["features_sha256"] == file_sha256(leg.path)
+    # the checksum of the ids text, whether the file holding it is compressed or not
+    ids_text = gzip.decompress((tmp_path / "leg.txt.gz").read_bytes())
+    assert prov["inputs"][0]["ids_sha256"] == hashlib.sha256(ids_text).hexdigest()
+    assert prov["inputs"][0]["kind"] == "legacy"
 
 
 def test_rows_without_source_point_at_their_dataset(tmp_path):
@@ -142,7 +147,7 @@ def test_duplicate_ids_are_an_error_unless_prefixed(tmp_path):
     with pytest.raises(InputError, match="'c3'") as err:
         concat_datasets([a.path, b.path], tmp_path / "out", shuffle=True, seed=1)
     assert str(a.path) in str(err.value) and str(b.path) in str(err.value)
-    assert "--prefix-ids" in str(err.value)
+    assert "prefix_ids" in str(err.value)
     assert not (tmp_path / "out").exists() and hidden_leftovers(tmp_path) == []
     concat_datasets([a.path, b.path], tmp_path / "out", prefix_ids=True)
     assert read_back(tmp_path / "out").ids == [f"a_{i}" for i in a.ids] + [f"b_{i}" for i in b.ids]

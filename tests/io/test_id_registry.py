@@ -43,7 +43,7 @@ def test_unique_ids_pass(tmp_path):
 
 def test_duplicate_across_files_is_named(tmp_path):
     registry, writer = _register(tmp_path, [(0, ["r1", "r2", "r3"]), (1, ["q", "r2"])])
-    with pytest.raises(InputError, match=r"'r2' \(2 times, in a.fa and b.fa\).*--prefix-ids"):
+    with pytest.raises(InputError, match=r"'r2' \(2 times, in a.fa and b.fa\).*prefix_ids"):
         registry.check_duplicates(writer, prefixed=False)
     registry.close()
 

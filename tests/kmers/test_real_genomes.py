@@ -29,7 +29,7 @@ def test_real_genome_contigs_match_the_naive_twin(tmp_path, genomes_dir):
                 str(contigs),
                 "-l",
                 "1000-4000",
-                "--prefix-file",
+                "--prefix-ids",
                 "-q",
             ]
         )

@@ -93,7 +93,7 @@ def test_legacy_dataset(tmp_path):
     np.testing.assert_allclose(emb.mu, direct_encode(encoder, x)[0], atol=1e-5, rtol=1e-5)
     assert emb.columns == ("lengths",) and emb.sigma is None
     np.testing.assert_array_equal(emb.lengths(), 1000 + 7 * np.arange(25))
-    assert emb.manifest["dataset"]["npy_sha256"] == file_sha256(npy)
+    assert emb.manifest["dataset"]["features_sha256"] == file_sha256(npy)
     assert emb.ids() == [f"c{i}" for i in range(25)]
 
 

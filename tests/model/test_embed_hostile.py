@@ -228,14 +228,14 @@ def test_embed_full_disk(world, tmp_path, capsys):
 @pytest.mark.parametrize("opset", ["1", "6", "24", "99", "x"])
 def test_export_opset_out_of_range(world, tmp_path, capsys, opset):
     out = tmp_path / "x.onnx"
-    argv = ["export", world["model"], "--onnx", out, "--opset", opset]
+    argv = ["export", world["model"], "-o", out, "--opset", opset]
     assert_refused(argv, capsys, "argument --opset", code=2)
     assert_clean(tmp_path, out)
 
 
 def test_export_writes_the_opset_asked_for(world, tmp_path, capsys):
     out = tmp_path / "x.onnx"
-    assert main(["export", str(world["model"]), "--onnx", str(out), "--opset", "11", "-q"]) == 0
+    assert main(["export", str(world["model"]), "-o", str(out), "--opset", "11", "-q"]) == 0
     opsets = {o.domain: o.version for o in onnx.load(str(out)).opset_import}
     assert opsets.get("", opsets.get("ai.onnx")) == 11
 
@@ -247,7 +247,7 @@ def test_export_bad_model(world, tmp_path, capsys, how):
     if how != "missing":
         model = _damage_model(_copy_model(world, tmp_path), how)
     out = tmp_path / "x.onnx"
-    assert_refused(["export", model, "--onnx", out], capsys, str(model), code=1)
+    assert_refused(["export", model, "-o", out], capsys, str(model), code=1)
     assert_clean(tmp_path, out)
 
 
@@ -256,7 +256,7 @@ def test_export_existing_output_is_refused_before_loading(world, tmp_path, capsy
     out = tmp_path / "x.onnx"
     out.write_bytes(b"mine")
     broken = _damage_model(_copy_model(world, tmp_path), "weights-missing")
-    assert_refused(["export", broken, "--onnx", out], capsys, "already exists", code=1)
+    assert_refused(["export", broken, "-o", out], capsys, "already exists", code=1)
     assert out.read_bytes() == b"mine"
 
 
@@ -264,7 +264,7 @@ def test_export_existing_output_is_refused_before_loading(world, tmp_path, capsy
 def test_export_full_disk(world, tmp_path, capsys):
     with small_disk(tmp_path, "8k") as disk:
         out = disk / "x.onnx"
-        line = assert_refused(["export", world["model"], "--onnx", out], capsys, code=1)
+        line = assert_refused(["export", world["model"], "-o", out], capsys, code=1)
         assert str(out) in line, line
         assert list(disk.iterdir()) == []
 

@@ -102,7 +102,7 @@ def test_infer_ks_and_explicit_ks(tmp_path):
     assert infer_ks(2772) == (6, 5, 4, 3, 2, 1)
     assert infer_ks(692) == (5, 4, 3, 2, 1)
     assert infer_ks(180) == (4, 3, 2, 1)
-    with pytest.raises(InputError, match="--ks"):
+    with pytest.raises(InputError, match=r"k-groups explicitly \(ks\)"):
         infer_ks(181)
     source = Encoder(SMALL).eval()
     path = write_keras_encoder(tmp_path / "enc.keras", source)

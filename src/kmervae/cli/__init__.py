@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import select
 import signal
 import sys
 from pathlib import Path
@@ -27,8 +29,8 @@ from kmervae.cli import (
     search,
     train,
 )
-from kmervae.cli._common import setup_console_logging
-from kmervae.errors import KmervaeError, Terminated
+from kmervae.cli._common import KmervaeParser, setup_console_logging
+from kmervae.errors import KmervaeError, OutputExistsError, Terminated
 from kmervae.io.atomic import remove_own_temporaries
 
 SUBCOMMANDS = (
@@ -49,12 +51,17 @@ SUBCOMMANDS = (
 )
 
 
+#: the exit status when the reader of stdout went away (``kmervae search ... | head``): 128 +
+#: SIGPIPE, what a shell reports for a program that SIGPIPE ended
+EXIT_BROKEN_PIPE = 141
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = KmervaeParser(
         prog="kmervae",
         description="Embed metagenomic contigs in a VAE space of multi-scale k-mer composition.",
     )
-    parser.add_argument("--version", action="version", version=f"kmervae {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"kmervae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
         module.register(sub)
@@ -77,11 +84,48 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``| head`` that has read enough)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # not a file (tests), no poll()
+        return False
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
+
+
+def _silence_stdout() -> None:
+    """Send what is still buffered for stdout to /dev/null, as Python's documentation
+    advises: Python flushes stdout once more at exit and would report the broken pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _stdout_finished() -> bool:
+    """Flush stdout; False, quietly, when its reader has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        _silence_stdout()
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 success, 1 error, 2 usage, 130 after
-    Ctrl-C, 143 after SIGTERM)."""
+    Ctrl-C, 141 when the reader of stdout went away, 143 after SIGTERM)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, --version, a usage error
+        if not _stdout_finished():
+            return EXIT_BROKEN_PIPE
+        raise
     setup_console_logging(args.verbose - args.quiet)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     previous = None
@@ -92,6 +136,22 @@ def main(argv: list[str] | None = None) -> int:
     code = 1
     try:
         code = int(args.run(args))
+        if not _stdout_finished():
+            code = EXIT_BROKEN_PIPE
+    except BrokenPipeError as exc:
+        if _stdout_gone():
+            _silence_stdout()
+            code = EXIT_BROKEN_PIPE
+        else:  # a pipe to another program
+            print(f"kmervae {args.command}: error: {describe_os_error(exc, args)}", file=sys.stderr)
+    except OutputExistsError as exc:  # the library names its parameters, this its options
+        remedy = (
+            "use --resume to continue it or --force to start over"
+            if exc.resumable
+            else "use --force to replace it"
+        )
+        message = f"{exc.path} already exists ({remedy})"
+        print(f"kmervae {args.command}: error: {message}", file=sys.stderr)
     except KmervaeError as exc:
         print(f"kmervae {args.command}: error: {exc}", file=sys.stderr)
     except OSError as exc:  # disk full, permissions, a vanished file

@@ -1,4 +1,6 @@
-"""What the subcommands share: logging, progress bars, the log file in each output."""
+"""What the subcommands share: the parser, the options every command spells alike
+(``-o/--output``, ``-k/--neighbours``, ``-t/--threads``, ``-v/-q/--force``), logging, progress
+bars, the log file in each output."""
 
 from __future__ import annotations
 
@@ -7,17 +9,56 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from kmervae.errors import KmervaeError
 from kmervae.io.atomic import remove_path, temporary_name
 from kmervae.io.dataset import DatasetWriter
+from kmervae.model.device import check_device_name
 from kmervae.provenance import run_provenance
 
 _CONSOLE_FORMAT = "%(levelname)s: %(message)s"
 _FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class KmervaeParser(argparse.ArgumentParser):
+    """The parser of every command and subcommand: long options are never abbreviated
+    (``--nprob`` is refused, not read as ``--nprobe``), and an unknown option is reported
+    with the usage of the (sub)command it was given to.
+
+    Sub-parsers made with ``add_subparsers`` are of this class too (argparse makes them of
+    their parent's class), so the rules hold at every level.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        # argparse hands a subcommand's unknown options up to the top parser, which would
+        # print its own usage; the chosen subcommand reports them instead
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            chosen_parser(self, parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def chosen_parser(
+    parser: argparse.ArgumentParser, namespace: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The innermost (sub)command parser that ``namespace`` went through."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(namespace, action.dest, None)
+            if name in action.choices:
+                return chosen_parser(action.choices[name], namespace)
+    return parser
 
 
 def add_common_options(
@@ -131,6 +172,58 @@ float_list = BoundedList(float)
 positive_float_list = BoundedList(float, 0, low_open=True)
 DPI = Bounded(int, 10, 2400)
 k_groups = _KGroups(int, 1, 6)
+
+
+def add_device_option(parser: Any, help_text: str) -> None:
+    """``--device``: ``auto`` (the default), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; the
+    name is checked when the command line is read, the hardware when the command runs."""
+
+    def device_name(text: str) -> str:
+        try:
+            check_device_name(text)
+        except KmervaeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    device_name.__name__ = "device"  # what argparse calls the type in its messages
+    parser.add_argument(
+        "--device", type=device_name, default="auto", metavar="DEVICE", help=help_text
+    )
+
+
+def add_threads_option(parser: Any, what: str = "threads") -> None:
+    """``-t/--threads N``, the same in every command: 0 (the default) is all cores (those
+    this process may use). ``parser``: a parser or an argument group."""
+    parser.add_argument(
+        "-t",
+        "--threads",
+        type=threads_type,
+        default=0,
+        metavar="N",
+        help=f"{what}, 0 to 4096 (default: 0, all cores)",
+    )
+
+
+def add_neighbours_option(
+    parser: Any,
+    help: str,
+    *,
+    type: Any = None,
+    default: Any = None,
+    metavar: str = "K",
+    dest: str = "k",
+) -> None:
+    """``-k/--neighbours``, the spelling of every neighbour count. ``parser``: a parser or an
+    argument group; ``type``: :data:`positive_int` unless given."""
+    parser.add_argument(
+        "-k",
+        "--neighbours",
+        dest=dest,
+        type=type or positive_int,
+        default=default,
+        metavar=metavar,
+        help=help,
+    )
 
 
 def add_format_option(parser: argparse.ArgumentParser) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 
 from kmervae.cli._common import (
     Bounded,
+    add_neighbours_option,
+    add_threads_option,
     non_negative_int,
-    positive_int,
     seed_type,
-    threads_type,
 )
 from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
 
@@ -26,13 +26,12 @@ def add_request_options(group: Any, *, matrix: bool) -> None:
         "(default: "
         + ("the defaults of 'kmervae cluster')" if matrix else "the recipe of CLUSTERS)"),
     )
-    group.add_argument(
-        "--graph-k",
-        type=positive_int,
-        metavar="K",
-        help="neighbours per contig in the clustering graph (default: the k of the graph the "
-        "recipe's folder was made from, or 50)",
-    )
+    if not matrix:  # the matrix has one -k/--neighbours for every protocol
+        add_neighbours_option(
+            group,
+            "neighbours per contig in the clustering graph (default: the k of the graph the "
+            "recipe's folder was made from, or 50)",
+        )
 
 
 def add_clusters_options(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +58,7 @@ def add_clusters_options(parser: argparse.ArgumentParser) -> None:
         "--min-length; for a plain TSV only the clustered contigs are evaluated)",
     )
     group.add_argument("--labels", metavar="TSV", help="labels of the contigs' ids")
+    add_catalog_option(group)
     group.add_argument(
         "--ranks", help="comma-separated rank columns (default: all columns of --labels)"
     )
@@ -85,7 +85,13 @@ def add_clusters_options(parser: argparse.ArgumentParser) -> None:
     base.add_argument(
         "--seed", type=seed_type, default=42, help="seed of every sample (default 42)"
     )
-    base.add_argument("-t", "--threads", type=threads_type, default=0, help="CPU threads (0: all)")
+    add_threads_option(base, "CPU threads")
+    add_json_output_option(parser)
+
+
+def add_json_output_option(parser: argparse.ArgumentParser) -> None:
+    """``-o/--output`` (also spelt ``--json``) of the protocols that print a report: the
+    full result, as JSON."""
     parser.add_argument(
         "-o",
         "--output",
@@ -93,8 +99,43 @@ def add_clusters_options(parser: argparse.ArgumentParser) -> None:
         dest="json",
         type=Path,
         metavar="OUT.json",
-        help="also write the full result (refused if it exists, unless --force)",
+        help="also write the full result as JSON (refused if it exists, unless --force)",
     )
+
+
+def add_catalog_option(group: Any) -> None:
+    group.add_argument(
+        "--catalog",
+        metavar="TSV",
+        help="genome catalogue (a 'file' column, one column per rank): --labels is then a "
+        "'kmervae chop --table' TSV, joined with it on the genome file",
+    )
+
+
+def attach_catalog(args: argparse.Namespace) -> None:
+    """With ``--catalog``, every labels file named becomes a
+    :class:`~kmervae.evaluate.labels.LabelsWithCatalog` (a chop table joined with the
+    catalogue)."""
+    from kmervae.errors import InputError, KmervaeError
+    from kmervae.evaluate.labels import LabelsWithCatalog
+
+    catalog = getattr(args, "catalog", None)
+    if catalog is None:
+        return
+    if not Path(catalog).is_file():
+        raise InputError(f"{catalog}: no such genome catalogue")
+    named = False
+    for name in ("labels", "reference_labels"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(args, name, LabelsWithCatalog(Path(value), Path(catalog)))
+            named = True
+    per = getattr(args, "labels_per_dataset", None)
+    if per:
+        args.labels_per_dataset = [LabelsWithCatalog(Path(p), Path(catalog)) for p in per]
+        named = True
+    if not named:
+        raise KmervaeError("--catalog goes with --labels (a 'kmervae chop --table' TSV)")
 
 
 def baseline_specs(values: list[str]) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from kmervae.cli._common import add_common_options, non_negative_int, positive_int, seed_type
 from kmervae.errors import KmervaeError
 from kmervae.io.chop import ChopSpec, chop_genomes
+from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="TSV",
-        help="also write contig id, file, record, start, end, length",
+        help="also write contig id, file, record, start, end, length (header first; "
+        "provenance in TSV.json)",
     )
     parser.add_argument(
-        "--prefix-file", action="store_true", help="prefix ids with the file stem (STEM:RECORD.N)"
+        "--prefix-ids",
+        action="store_true",
+        help="prefix each id with its file's stem and '_' (STEM_RECORD.N) to make ids unique "
+        "across files",
     )
     parser.add_argument(
         "--line-width",
@@ -83,6 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     lo, hi = args.length
+    if args.min_length is not None and args.min_length > lo:
+        raise KmervaeError(
+            f"--min-length must be at most the lower contig length ({lo}), got {args.min_length}"
+        )
     spec = ChopSpec(lo, hi, args.min_length if args.min_length is not None else lo, args.seed)
     if args.table is not None and args.table == args.output:
         raise KmervaeError("--table must differ from the output FASTA")
@@ -91,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         spec,
         table=args.table,
-        prefix_file=args.prefix_file,
+        prefix_ids=args.prefix_ids,
         line_width=args.line_width,
         overwrite=args.force,
+        provenance=run_provenance(args.argv, args.seed),
     )
     log.info(
         "%d records cut into %d contigs (%.1f Mbp) written to %s",

@@ -12,13 +12,14 @@ from kmervae.cli._common import (
     BoundedList,
     LogFile,
     add_common_options,
+    add_neighbours_option,
+    add_threads_option,
     non_negative_int,
     positive_float,
     positive_float_list,
     positive_int,
     positive_int_list,
     seed_type,
-    threads_type,
 )
 from kmervae.errors import KmervaeError
 from kmervae.provenance import run_provenance
@@ -58,7 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "input", type=Path, metavar="GRAPH", help="a k-NN graph; or a map or embeddings (hdbscan)"
     )
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT", help="the clusters folder"
+    )
     parser.add_argument(
         "--method",
         type=_methods,
@@ -70,12 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--store", type=Path, metavar="STORE", help="the graph's store (default: the one it names)"
     )
     graph = parser.add_argument_group("the clustering graph (mcl, leiden)")
-    graph.add_argument(
-        "--neighbours",
-        type=positive_int,
-        metavar="K",
-        help="use each contig's first K neighbours of the graph (default: all k); sparser "
-        "graphs are much cheaper for MCL",
+    add_neighbours_option(
+        graph,
+        "use each contig's first K neighbours of the graph (default: all k); sparser graphs "
+        "are much cheaper for MCL",
+        dest="neighbours",
     )
     graph.add_argument(
         "--max-distance",
@@ -205,9 +207,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BP",
         help="write bins of at least this many bp (default 200000)",
     )
-    parser.add_argument(
-        "-t", "--threads", type=threads_type, default=0, help="threads (0: all cores)"
-    )
+    add_threads_option(parser)
     add_common_options(parser)
     parser.set_defaults(run=run)
 

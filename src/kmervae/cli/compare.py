@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--a", required=True, metavar="GROUP", help="the first group")
     parser.add_argument("--b", required=True, metavar="GROUP", help="the second group")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUTDIR", help="the figures' folder"
+    )
     parser.add_argument(
         "--clusters",
         type=Path,

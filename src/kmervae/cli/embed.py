@@ -11,14 +11,20 @@ import logging
 import sys
 from pathlib import Path
 
-from kmervae.cli._common import Bounded, LogFile, add_common_options, progress_bar, threads_type
+from kmervae.cli._common import (
+    Bounded,
+    LogFile,
+    add_common_options,
+    add_device_option,
+    add_threads_option,
+    progress_bar,
+)
 from kmervae.errors import KmervaeError
 from kmervae.io.atomic import check_writable
 from kmervae.io.dataset import open_dataset
 from kmervae.io.embeddings import EmbeddingsWriter
 from kmervae.model.embed import (
     DEFAULT_BATCH_SIZE,
-    DEVICES,
     MAX_BATCH_SIZE,
     available_threads,
     embed_npy_stream,
@@ -37,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Embed every row of a profile dataset: mu (z_mean) of the model's encoder, "
             "optionally sigma, with the ids, lengths (and GC, sources) carried over. "
             "MODEL is a model folder, a training checkpoint .pt, or an encoder exported "
-            "with 'kmervae export --onnx' (.onnx: run with ONNX Runtime, without PyTorch). "
+            "with 'kmervae export -o OUT.onnx' (.onnx: run with ONNX Runtime, without PyTorch). "
             "DATASET '-' is pipe mode: one .npy of profiles on stdin (N x F, or N x (1+F) "
             "with the length column first), one float32 .npy of mu (N x latent) on stdout."
         ),
@@ -61,18 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"rows encoded at once, 1 to {MAX_BATCH_SIZE} (default: {DEFAULT_BATCH_SIZE})",
     )
-    parser.add_argument(
-        "-t",
-        "--threads",
-        type=threads_type,
-        default=0,
-        help="CPU threads for the encoder, 0 to 4096 (default: 0 = all cores)",
-    )
-    parser.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="auto",
-        help="auto (default: CUDA, else MPS, else CPU), cpu, cuda or mps; .onnx: CPU",
+    add_threads_option(parser, "CPU threads for the encoder")
+    add_device_option(
+        parser, "auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps; .onnx: CPU"
     )
     add_common_options(parser)
     parser.set_defaults(run=run)

@@ -1,9 +1,10 @@
-"""``kmervae evaluate``: quality of a model (or a baseline) by the DESIGN.md protocols."""
+"""``kmervae evaluate``: quality of a model (or a baseline) by the protocols of
+docs/evaluate.md."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -12,22 +13,27 @@ from typing import Any
 from kmervae.cli._common import (
     Bounded,
     add_common_options,
+    add_neighbours_option,
+    add_threads_option,
     non_negative_float,
     non_negative_int,
     positive_int,
     positive_int_list,
     seed_type,
-    threads_type,
 )
 from kmervae.cli._evaluate_clusters import (
+    add_catalog_option,
     add_clusters_options,
+    add_json_output_option,
     add_request_options,
+    attach_catalog,
     baseline_specs,
     format_clusters,
 )
 from kmervae.errors import KmervaeError
 from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS, TRAINING_ROWS
-from kmervae.io.atomic import atomic_file, check_writable
+from kmervae.io.atomic import check_writable
+from kmervae.io.manifest import write_json
 from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
@@ -38,7 +44,7 @@ FIT_ROWS = Bounded(int, 2)
 MODEL_HELP = f"a model folder, checkpoint .pt or .onnx; or a baseline: {BASELINE_HELP}"
 
 
-def _add_source_options(parser: argparse.ArgumentParser) -> None:
+def _add_source_options(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:
     group = parser.add_argument_group("representation and held-out rows")
     group.add_argument(
         "--fit",
@@ -72,16 +78,12 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--seed", type=seed_type, default=42, help="seed of every sample (default 42)"
     )
-    group.add_argument("-t", "--threads", type=threads_type, default=0, help="CPU threads (0: all)")
-    group.add_argument(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="also write the full result (refused if it exists, unless --force)",
-    )
+    add_threads_option(group, "CPU threads")
+    if json_output:
+        add_json_output_option(parser)
 
 
-def _add_fidelity_options(parser: argparse.ArgumentParser) -> None:
+def _add_fidelity_options(parser: argparse.ArgumentParser, *, matrix: bool = False) -> None:
     group = parser.add_argument_group("fidelity protocol")
     group.add_argument(
         "--pool-size",
@@ -92,14 +94,10 @@ def _add_fidelity_options(parser: argparse.ArgumentParser) -> None:
         "rows if fewer; asking for more than there are is an error)",
     )
     group.add_argument(
-        "--queries", type=positive_int, default=100, help="queries, >= 1 (default 100)"
+        "--queries", type=positive_int, default=100, metavar="N", help="queries, >= 1 (default 100)"
     )
-    group.add_argument(
-        "--neighbours",
-        type=positive_int,
-        default=50,
-        help="neighbours per query, >= 1 (default 50)",
-    )
+    if not matrix:
+        add_neighbours_option(group, "neighbours per query, >= 1 (default 50)")
     group.add_argument(
         "--metric", choices=("euclidean", "cosine"), default="euclidean", help="(default euclidean)"
     )
@@ -107,6 +105,7 @@ def _add_fidelity_options(parser: argparse.ArgumentParser) -> None:
         "--bootstrap",
         type=Bounded(int, 0, MAX_BOOTSTRAP),
         default=1000,
+        metavar="N",
         help=f"bootstrap resamples of queries, 0 (no intervals) to {MAX_BOOTSTRAP} (default 1000)",
     )
 
@@ -125,12 +124,17 @@ def _add_taxonomy_options(parser: argparse.ArgumentParser, *, matrix: bool = Fal
         )
     else:
         group.add_argument("--labels", required=True, metavar="TSV", help="labels of DATASET's ids")
+    add_catalog_option(group)
     group.add_argument(
         "--ranks", help="comma-separated rank columns (default: all columns of --labels)"
     )
-    group.add_argument(
-        "--k", type=positive_int_list, default=(1, 5, 10, 50), help="each >= 1; default 1,5,10,50"
-    )
+    if not matrix:
+        add_neighbours_option(
+            group,
+            "neighbour counts scored, each >= 1 (default 1,5,10,50)",
+            type=positive_int_list,
+            metavar="K,K,...",
+        )
     group.add_argument(
         "--exclude-same",
         metavar="RANK",
@@ -187,7 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="embedding quality: fidelity, taxonomy, reconstruction, clusters, matrix",
         description="Measure a model, or a baseline computed by the same code, with the "
-        "protocols of DESIGN.md. MODEL is a model path or a baseline name "
+        "protocols described in docs/evaluate.md. MODEL is a model path or a baseline name "
         f"({BASELINE_HELP}).",
     )
     proto = parser.add_subparsers(dest="protocol", metavar="PROTOCOL", required=True)
@@ -197,7 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="local-distance fidelity (Spearman/Pearson of latent distance vs CLR-MSE)",
         description="From a pool of held-out rows, random queries and their nearest "
         "neighbours: correlation of distance with CLR-MSE, mean CLR-MSE of the top 1/5/10/20/50, "
-        "random pairs as a baseline, bootstrap 95 %% intervals over queries.",
+        "random pairs as a baseline, bootstrap 95 % intervals over queries.",
     )
     fid.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     fid.add_argument("dataset", metavar="DATASET", help="profile dataset (held-out rows)")
@@ -232,6 +236,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-rows",
         type=positive_int,
         default=50_000,
+        metavar="N",
         help="seeded sample of N >= 1 rows (default 50000)",
     )
     _add_source_options(rec)
@@ -272,14 +277,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         dest="matrix_protocol",
     )
-    mat.add_argument("-o", "--output", required=True, type=Path, metavar="OUT")
-    _add_fidelity_options(mat)
+    mat.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="OUT", help="write OUT.md and OUT.json"
+    )
+    add_neighbours_option(
+        mat,
+        "neighbour counts: fidelity's neighbours per query (one, default 50), taxonomy's "
+        "counts (default 1,5,10,50), the clustering graph's k (one; default: the recipe's, "
+        "or 50)",
+        type=positive_int_list,
+        metavar="K[,K...]",
+    )
+    _add_fidelity_options(mat, matrix=True)
     _add_taxonomy_options(mat, matrix=True)
     rec_group = mat.add_argument_group("reconstruction (matrix)")
     rec_group.add_argument(
         "--max-rows",
         type=positive_int,
         default=50_000,
+        metavar="N",
         help="seeded sample of N >= 1 rows (default 50000)",
     )
     clu_group = mat.add_argument_group("clusters (matrix)")
@@ -290,7 +306,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BP",
         help="cluster only held-out contigs at least this long (default: the request's)",
     )
-    _add_source_options(mat)
+    _add_source_options(mat, json_output=False)
     add_common_options(mat)
     mat.set_defaults(run=run)
 
@@ -316,7 +332,7 @@ def _taxonomy_request(args: argparse.Namespace) -> Any:
     from kmervae.evaluate.taxonomy import TaxonomyRequest
 
     return TaxonomyRequest(
-        ks=tuple(args.k),
+        ks=tuple(args.ks),
         ranks=tuple(r.strip() for r in args.ranks.split(",")) if args.ranks else None,
         exclude_same=args.exclude_same,
         length_edges=tuple(args.length_bins),
@@ -382,10 +398,11 @@ def _check_before_work(args: argparse.Namespace) -> None:
     command before any model or dataset is loaded."""
     from kmervae.evaluate.matrix import matrix_paths
 
-    outputs = list(matrix_paths(args.output)) if args.protocol == "matrix" else [args.json]
-    for path in outputs:
-        if path is not None:
+    if args.protocol == "matrix":
+        for path in matrix_paths(args.output):
             check_writable(path, args.force)
+    elif args.json is not None:
+        check_writable(args.json, args.force, stream_ok=True)
     run_dir = getattr(args, "training_run", None)
     if run_dir is not None and not (Path(run_dir) / "run.json").is_file():
         raise KmervaeError(f"{run_dir}: not a training run (no run.json)")
@@ -396,9 +413,35 @@ def _check_before_work(args: argparse.Namespace) -> None:
             raise KmervaeError(f"{path}: no such dataset")
 
 
+#: what -k/--neighbours means, and its default, in each protocol that takes it
+_NEIGHBOUR_DEFAULTS: dict[str, Any] = {"fidelity": 50, "taxonomy": (1, 5, 10, 50), "clusters": None}
+
+
+def _resolve_neighbours(args: argparse.Namespace) -> None:
+    """Read -k/--neighbours for the protocol run: ``args.neighbours`` (fidelity: neighbours
+    per query), ``args.ks`` (taxonomy: the counts scored) and ``args.graph_k`` (clusters: the
+    clustering graph's k, None for the recipe's). The matrix reads a list for every protocol;
+    fidelity and clusters take one count of it."""
+    protocol = args.matrix_protocol if args.protocol == "matrix" else args.protocol
+    given: Any = getattr(args, "k", None)
+    if given is None:
+        given = _NEIGHBOUR_DEFAULTS.get(protocol)
+    if protocol == "taxonomy":
+        args.ks = tuple(given)
+        return
+    if isinstance(given, tuple | list):
+        if len(given) != 1:
+            listed = ",".join(map(str, given))
+            raise KmervaeError(f"-k/--neighbours {listed}: the {protocol} protocol takes one count")
+        given = given[0]
+    args.neighbours = args.graph_k = given
+
+
 def run(args: argparse.Namespace) -> int:
+    _resolve_neighbours(args)
     _check_before_work(args)
-    if args.threads:
+    attach_catalog(args)
+    if args.threads and importlib.util.find_spec("torch") is not None:
         import torch
 
         torch.set_num_threads(args.threads)
@@ -410,7 +453,7 @@ def run(args: argparse.Namespace) -> int:
     result["provenance"] = run_provenance(args.argv, args.seed)
     sys.stdout.write(format_result(result))
     if args.json is not None:
-        _write_json(args.json, result, args.force)
+        write_json(args.json, result, args.force)
     return 0
 
 
@@ -515,19 +558,12 @@ def _run_clusters(args: argparse.Namespace) -> int:
     result["provenance"] = run_provenance(args.argv, args.seed)
     sys.stdout.write(format_clusters(result))
     if args.json is not None:
-        _write_json(args.json, result, args.force)
+        write_json(args.json, result, args.force)
     failed = [row["name"] for row in result["rows"] if "error" in row]
     if failed:
         log.error("%d of %d clusterings failed: %s", len(failed), len(result["rows"]), failed)
         return 1
     return 0
-
-
-def _write_json(path: Path, result: dict[str, Any], overwrite: bool) -> None:
-    from kmervae.evaluate.matrix import _json_default
-
-    with atomic_file(path, overwrite) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
 
 
 # -- text output ---------------------------------------------------------------------------

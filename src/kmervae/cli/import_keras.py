@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from kmervae._extras import require
 from kmervae.cli._common import add_common_options, k_groups
 from kmervae.errors import KmervaeError
 from kmervae.io.atomic import check_writable
@@ -45,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("h5py", extra="keras", purpose="import-keras")
+    require("torch", extra="keras", purpose="import-keras")
     from kmervae.model.files import save_model
     from kmervae.model.keras_import import import_keras_encoder
 

@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "embed' (all of one model), or from a ChromaDB collection (--from-chroma).",
     )
     build.add_argument("embeddings", nargs="*", type=Path, metavar="EMB", help="embedding store")
-    build.add_argument("-o", "--output", type=Path, required=True, metavar="STORE")
+    build.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="STORE", help="the store to write"
+    )
     _add_store_options(build)
     build.add_argument(
         "--backend",
@@ -58,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="import a ChromaDB persistent folder (ids, embeddings, length metadata)",
     )
     build.add_argument("--collection", help="ChromaDB collection (default: the only one)")
-    tuning = build.add_argument_group("vector index (--partitions, --nprobes: also faiss)")
+    tuning = build.add_argument_group("vector index (--nlist, --nprobe: also faiss)")
     tuning.add_argument(
         "--vector-index",
         choices=("ivf-flat", "ivf-pq"),
@@ -66,22 +68,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "re-ranked exactly; slow to train on few cores)",
     )
     tuning.add_argument(
-        "--partitions",
+        "--nlist",
         type=positive_int,
+        metavar="N",
         help="IVF lists, at most the rows (default: about sqrt(N) for LanceDB, 4 sqrt(N) "
         "for faiss)",
     )
     tuning.add_argument(
         "--sub-vectors",
         type=positive_int,
+        metavar="N",
         help="PQ sub-vectors, a divisor of the dimensions (default: dim / 8)",
     )
     tuning.add_argument(
-        "--nprobes", type=positive_int, help="IVF lists searched per query (default 32)"
+        "--nprobe", type=positive_int, metavar="N", help="IVF lists searched per query (default 32)"
     )
     tuning.add_argument(
         "--refine-factor",
         type=positive_int,
+        metavar="N",
         help="candidates re-ranked exactly, x k (default 10)",
     )
     tuning.add_argument(
@@ -94,6 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tuning.add_argument(
         "--ann-min-rows",
         type=positive_int,
+        metavar="N",
         help="no vector index below this many rows: exact scan (default 10000)",
     )
     add_common_options(build)
@@ -120,9 +126,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     params = {
-        "num_partitions": args.partitions,
+        "num_partitions": args.nlist,
         "num_sub_vectors": args.sub_vectors,
-        "nprobes": args.nprobes,
+        "nprobes": args.nprobe,
         "refine_factor": args.refine_factor,
         "ann_min_rows": args.ann_min_rows,
     }
@@ -233,7 +239,7 @@ def run_info(args: argparse.Namespace) -> int:
         )
         out.write(
             f"vector index\t{params['vector_index']} ({params.get('num_partitions')} lists, "
-            f"nprobes {params.get('nprobes')}{pq})\n"
+            f"nprobe {params.get('nprobes')}{pq})\n"
         )
     elif info["backend"] != "exact":
         out.write("vector index\tnone (exact scan; too few rows to index)\n")

@@ -9,11 +9,12 @@ from pathlib import Path
 from kmervae.cli._common import (
     LogFile,
     add_common_options,
+    add_neighbours_option,
+    add_threads_option,
     non_negative_float,
     positive_int,
     progress_bar,
     seed_type,
-    threads_type,
 )
 from kmervae.cli.search import add_dask_option
 from kmervae.errors import KmervaeError
@@ -32,13 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distances.npy (float32 N x k), ids.txt and manifest.json.",
     )
     parser.add_argument("store", type=Path, metavar="STORE")
-    parser.add_argument(
-        "-k",
-        type=positive_int,
-        default=50,
-        help="neighbours per contig, fewer than the store's contigs (default 50)",
+    add_neighbours_option(
+        parser, "neighbours per contig, fewer than the store's contigs (default 50)", default=50
     )
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="GRAPH")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="GRAPH", help="the graph folder"
+    )
     parser.add_argument(
         "--method",
         choices=("auto", "exact", "ivf-flat", "ivf-gemm"),
@@ -48,12 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--nlist",
         type=positive_int,
+        metavar="N",
         help="IVF lists, at most the store's contigs (default: about sqrt(N))",
     )
     parser.add_argument(
         "--nprobe",
         type=positive_int,
         default=16,
+        metavar="N",
         help="IVF lists scanned per contig (default 16; more than --nlist scans them all)",
     )
     parser.add_argument(
@@ -78,9 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="contigs per batch (default 8192)",
     )
-    parser.add_argument(
-        "-t", "--threads", type=threads_type, default=0, help="threads (0: all cores)"
-    )
+    add_threads_option(parser)
     parser.add_argument(
         "--seed",
         type=seed_type,
@@ -94,16 +94,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kmervae.distributed.fanout import dask_client
-    from kmervae.index.graph import open_knn_graph, write_graph_tsv
+    from kmervae.index.graph import graph_tsv_record, open_knn_graph, write_graph_tsv
     from kmervae.index.knn import check_knn_request, knn_graph
     from kmervae.index.protocol import open_index, storage_errors
-    from kmervae.io.atomic import atomic_file, check_writable
+    from kmervae.io.atomic import check_writable
+    from kmervae.provenance import atomic_with_sidecar
 
     check_writable(args.output, args.force)
     if args.tsv is not None:
         if args.tsv.resolve() == args.output.resolve():
             raise KmervaeError(f"--tsv {args.tsv} is the graph folder itself")
-        check_writable(args.tsv, args.force)
+        check_writable(args.tsv, args.force, stream_ok=True)
     store = open_index(args.store)
     check_knn_request(
         store,
@@ -143,10 +144,11 @@ def run(args: argparse.Namespace) -> int:
             client.close()
     if args.tsv is not None:
         graph = open_knn_graph(summary.output)
+        record = graph_tsv_record(graph, run_provenance(args.argv, seed=args.seed))
         with (
             storage_errors(args.tsv),
-            atomic_file(args.tsv, args.force) as tmp,
+            atomic_with_sidecar(args.tsv, record, overwrite=args.force) as tmp,
             open(tmp, "w") as fh,
         ):
-            write_graph_tsv(graph, fh)
+            record["n_rows"] = write_graph_tsv(graph, fh)
     return 0

@@ -17,13 +17,14 @@ from kmervae.cli._common import (
     Bounded,
     LogFile,
     add_common_options,
+    add_neighbours_option,
+    add_threads_option,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     progress_bar,
     seed_type,
-    threads_type,
 )
 from kmervae.errors import InputError, KmervaeError
 from kmervae.provenance import run_provenance
@@ -43,7 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ids.txt, lengths.npy, gc.npy, map.tsv, map.png and manifest.json.",
     )
     parser.add_argument("embeddings", type=Path, metavar="EMB", help="a kmervae embed folder")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="MAP")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="MAP", help="the map folder"
+    )
     parser.add_argument("--method", choices=("tsne", "umap"), default="tsne", help="(default tsne)")
     parser.add_argument(
         "--graph",
@@ -60,9 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="map only contigs this long",
     )
     parser.add_argument("--seed", type=seed_type, default=1, help="random seed (default 1)")
-    parser.add_argument(
-        "-t", "--threads", type=threads_type, default=0, help="threads (0: all cores)"
-    )
+    add_threads_option(parser)
     tsne = parser.add_argument_group("t-SNE")
     tsne.add_argument(
         "--perplexity",
@@ -88,7 +89,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of millions of points)",
     )
     umap = parser.add_argument_group("UMAP (pip install 'kmervae[umap]')")
-    umap.add_argument("--n-neighbors", type=Bounded(int, 2), default=15, help="(default 15)")
+    add_neighbours_option(
+        umap,
+        "UMAP's n_neighbors, at least 2 (default 15)",
+        type=Bounded(int, 2),
+        default=15,
+        dest="n_neighbors",
+    )
     umap.add_argument("--min-dist", type=non_negative_float, default=0.1, help="(default 0.1)")
     colour = parser.add_argument_group("colours of map.png")
     colour.add_argument(
@@ -215,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "tsne" and graph is None:
         maps.check_perplexity(args.perplexity, n)
     if args.method == "umap" and args.n_neighbors > n - 1:
-        raise KmervaeError(f"--n-neighbors {args.n_neighbors} is too big for {n} contigs")
+        raise KmervaeError(f"-k/--neighbours {args.n_neighbors} is too big for {n} contigs")
 
     def take(column: np.ndarray) -> np.ndarray:
         return np.asarray(column if rows is None else column[rows])

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from kmervae.cli._common import (
     OutputLogs,
     add_common_options,
     add_format_option,
+    add_threads_option,
     non_negative_int,
     progress_bar,
-    threads_type,
 )
+from kmervae.cores import available_threads
 from kmervae.io.dataset import DatasetWriter
 from kmervae.kmers.layout import FEATURE_LAYOUT
 from kmervae.kmers.profile import ProfileSummary, profile_fasta
@@ -50,13 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BP",
         help="skip records shorter than this (default: 0, keep all)",
     )
-    parser.add_argument(
-        "-t",
-        "--threads",
-        type=threads_type,
-        default=1,
-        help="profiling threads (default: 1; 0 = all cores)",
-    )
+    add_threads_option(parser, "profiling threads")
     parser.add_argument(
         "--dtype",
         choices=("float32", "float16"),
@@ -67,14 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prefix-ids",
         action="store_true",
-        help="prefix each id with its file's stem (FILE_ID) to make ids unique across files",
+        help="prefix each id with its file's stem and '_' (STEM_ID) to make ids unique across "
+        "files",
     )
     add_common_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    threads = args.threads or os.cpu_count() or 1
+    threads = args.threads or available_threads()
     total = sum(Path(p).stat().st_size for p in args.fasta if p != "-" and Path(p).is_file())
     bar = progress_bar(args, total or None, desc="profile")
     logs = OutputLogs(args)

@@ -7,8 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from kmervae._version import __version__
-from kmervae.cli._common import add_common_options, positive_int, threads_type
+from kmervae.cli._common import add_common_options, add_neighbours_option, add_threads_option
 from kmervae.errors import InputError, KmervaeError
 from kmervae.provenance import run_provenance
 
@@ -46,11 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     query.add_argument("--fasta", type=Path, metavar="FASTA", help="new sequences (with --model)")
     parser.add_argument("--model", type=Path, metavar="MODEL", help="the store's model (--fasta)")
-    parser.add_argument(
-        "-k",
-        type=positive_int,
-        default=10,
-        help="neighbours per query, at most the store's contigs (default 10)",
+    add_neighbours_option(
+        parser, "neighbours per query, at most the store's contigs (default 10)", default=10
     )
     parser.add_argument(
         "--where", metavar="EXPR", help='metadata filter, e.g. "length >= 5000 and gc < 0.5"'
@@ -59,8 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o", "--output", type=Path, metavar="TSV", help="write here (default: stdout)"
     )
     parser.add_argument(
-        "-t", "--threads", type=threads_type, default=0, help="threads for --fasta (0: all cores)"
+        "--columns",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        default=[],
+        metavar="NAME,...",
+        help="store columns to add to each hit, e.g. sample,environment (kmervae index info "
+        "lists them)",
     )
+    add_threads_option(parser, "threads for --fasta")
     add_dask_option(parser)
     add_common_options(parser)
     parser.set_defaults(run=run)
@@ -94,19 +96,23 @@ def run(args: argparse.Namespace) -> int:
     from kmervae.distributed.fanout import dask_client, search_blocks
     from kmervae.index.protocol import open_index, storage_errors
     from kmervae.index.query import (
+        check_hit_columns,
         embed_fasta,
         load_query_embeddings,
         search_by_ids,
+        search_record,
         write_search_tsv,
     )
-    from kmervae.io.atomic import atomic_file, check_writable
+    from kmervae.io.atomic import check_writable
+    from kmervae.provenance import atomic_with_sidecar
 
     if args.output is not None:
-        check_writable(args.output, args.force)
+        check_writable(args.output, args.force, stream_ok=True)
     _check_inputs(args)
     store = open_index(args.store)
     store.check_k(args.k)
     store.parse_where(args.where)  # an unknown column fails before any work
+    check_hit_columns(store, args.columns)
     names: list[str] = []
     queries = None
     if args.ids is not None or args.ids_file is not None:
@@ -124,19 +130,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
-    command = " ".join(run_provenance(args.argv)["command"])
-    comment = f"# kmervae {__version__}: {command} (model {store.model_fingerprint or '?'})\n"
+    record = search_record(store, run_provenance(args.argv), args.columns)
     if args.output is None:
-        sys.stdout.write(comment)
-        lines = write_search_tsv(sys.stdout, store, names, result)
+        lines = write_search_tsv(sys.stdout, store, names, result, args.columns)
     else:
         with (
             storage_errors(args.output),
-            atomic_file(args.output, args.force) as tmp,
+            atomic_with_sidecar(args.output, record, overwrite=args.force) as tmp,
             open(tmp, "w") as fh,
         ):
-            fh.write(comment)
-            lines = write_search_tsv(fh, store, names, result)
+            lines = write_search_tsv(fh, store, names, result, args.columns)
+            record["n_rows"] = lines
     short = int((result.rows < 0).any(axis=1).sum())
     if short:
         reason = "passing the filter" if args.where else "found"

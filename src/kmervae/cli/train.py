@@ -6,10 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from kmervae._extras import require
 from kmervae.cli._common import (
     Bounded,
     LogFile,
     add_common_options,
+    add_device_option,
+    add_threads_option,
     fraction,
     k_groups,
     non_negative_float,
@@ -18,7 +21,6 @@ from kmervae.cli._common import (
     positive_int,
     positive_int_list,
     seed_type,
-    threads_type,
 )
 from kmervae.errors import KmervaeError, Terminated
 from kmervae.model.config import (
@@ -79,7 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is stopped before then leaves nothing behind.",
     )
     parser.add_argument("dataset", metavar="DATASET", help="profile dataset")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="RUN_DIR")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="RUN_DIR", help="the run folder"
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -162,10 +166,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="held-out pool size for the fidelity, at least 10 (default 5000)",
     )
     run = parser.add_argument_group("runtime")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    run.add_argument(
-        "-t", "--threads", type=threads_type, default=None, help="CPU threads (0: all)"
-    )
+    add_device_option(run, "auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
+    add_threads_option(run, "CPU threads")
     run.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
@@ -226,6 +228,7 @@ def run_train(args: argparse.Namespace) -> int:
     # the run folder and the options first: refused before torch or any data is loaded
     check_run_folder(args.output, resume=args.resume, overwrite=args.force)
     model_config, train_config = _configs(args)
+    require("torch", extra="train", purpose="training")
 
     from kmervae.model.train import train_vae
 
@@ -245,7 +248,7 @@ def run_train(args: argparse.Namespace) -> int:
             overwrite=args.force,
             runtime=RuntimeOptions(
                 device=args.device,
-                threads=args.threads,
+                threads=args.threads or None,
                 precision=args.precision,
                 placement=args.placement,
                 memory_mb=args.memory,
@@ -255,7 +258,7 @@ def run_train(args: argparse.Namespace) -> int:
             on_run_dir=open_log,
         )
         best = (
-            f"best epoch {summary.best_epoch + 1} (validation loss {summary.best_val_loss:.4g})"
+            f"best epoch {summary.best_epoch} (validation loss {summary.best_val_loss:.4g})"
             if summary.best_epoch is not None
             else "no epoch after the KL warm-up yet"
         )

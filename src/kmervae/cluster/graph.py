@@ -1,6 +1,6 @@
 """The clustering graph: from k-NN lists to one undirected weighted edge list.
 
-The recipe (DESIGN.md, "Clustering, maps, comparison"): the k = 50 neighbour graph in the
+The recipe (docs/cluster.md): the k = 50 neighbour graph in the
 latent space, edges longer than a threshold dropped, in-degree capped (each contig keeps
 its closest incoming edges, which tames hubs), weight 1 / (d + delta), symmetrised. A
 shared-nearest-neighbour graph (Jaccard index of the two contigs' neighbour sets) is the

@@ -99,7 +99,7 @@ def _open_input(path: Path, kind: str, store_path: str | Path | None) -> Cluster
     if kind == "graph":
         return _graph_input(path, store_path)
     if store_path is not None:
-        raise InputError("--store goes with a k-NN graph; a map or embeddings carry their own")
+        raise InputError("a store goes with a k-NN graph only; a map or embeddings carry their own")
     if kind == "map":
         from kmervae.viz.maps import open_map
 
@@ -146,7 +146,7 @@ def _graph_input(path: Path, store_path: str | Path | None) -> ClusterInput:
     where = Path(store_path) if store_path is not None else Path(recorded.get("path", ""))
     if store_path is None and not (where / "manifest.json").is_file():
         raise InputError(
-            f"{path}: its store {where} is gone; give the store with --store (it holds the "
+            f"{path}: its store {where} is gone; give the store (store: it holds the "
             "contigs' lengths and GC)"
         )
     store = open_index(where)

@@ -201,11 +201,11 @@ def cluster_to_folder(
         bins_dir = Path(bins_dir)
         check_writable(bins_dir, overwrite)
         if not fasta:
-            raise KmervaeError("bins need the contigs' sequences: give --fasta FILE...")
+            raise KmervaeError("bins need the contigs' sequences: give their FASTA files (fasta)")
         if min_bin_size < 1:
             raise KmervaeError(f"the minimum bin size must be at least 1 bp, got {min_bin_size}")
     elif fasta:
-        raise KmervaeError("--fasta is read for --write-bins only")
+        raise KmervaeError("FASTA files (fasta) are read for bins (bins_dir) only")
     for path in fasta:
         if not Path(path).is_file():
             raise KmervaeError(f"{path}: no such FASTA file")
@@ -216,7 +216,7 @@ def cluster_to_folder(
     if graph_method and data.graph is None:
         raise KmervaeError(
             f"{source}: {'/'.join(request.methods)} clusters a k-NN graph (kmervae knn); a "
-            f"{data.kind} is clustered with --method hdbscan"
+            f"{data.kind} is clustered with the method hdbscan"
         )
     if not graph_method and data.points is None:
         raise KmervaeError(

@@ -203,7 +203,7 @@ def check_not_degenerate(clusterings: Sequence[Clustering], n_nodes: int) -> Non
     if len(single) == len(clusterings):
         raise KmervaeError(
             f"every clustering put all {n_nodes} contigs into one cluster; lower "
-            "--max-distance, raise the inflation or the resolution"
+            "max_distance, raise the inflation or the resolution"
         )
 
 
@@ -227,15 +227,13 @@ def cluster_knn(
     edges = build_edges(indices, distances, request.graph, lengths)
     n_graph = int(edges.nodes.sum())
     if n_graph == 0:
-        raise KmervaeError(
-            f"no contig is at least {request.graph.min_length} bp long (--min-length)"
-        )
+        raise KmervaeError(f"no contig is at least {request.graph.min_length} bp long (min_length)")
     if len(edges) == 0:
         quant = distance_quantiles(distances)
         text = ", ".join(f"{q} {v:.3g}" for q, v in quant.items()) or "none finite"
         raise KmervaeError(
-            f"no edge left after thresholding (--max-distance {request.graph.max_distance}, "
-            f"--min-length {request.graph.min_length}); the graph's distance quantiles: {text}"
+            f"no edge left after thresholding (max_distance {request.graph.max_distance}, "
+            f"min_length {request.graph.min_length}); the graph's distance quantiles: {text}"
         )
     degree = edges.degrees()
     summary = {
@@ -276,7 +274,7 @@ def cluster_points(
     if not (raw >= 0).any():
         raise KmervaeError(
             f"HDBSCAN found no cluster: all {len(rows)} points are noise; lower "
-            f"--min-cluster-size (now {size}) or --min-samples (now {samples})"
+            f"min_cluster_size (now {size}) or min_samples (now {samples})"
         )
     clustering = _finish("hdbscan", "hdbscan", None, raw, keep)
     check_not_degenerate([clustering], len(rows))

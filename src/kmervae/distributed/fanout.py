@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from kmervae._extras import require
 from kmervae.errors import KmervaeError
 from kmervae.index.protocol import SearchResult, StoreBase
 
@@ -29,15 +30,11 @@ def dask_client(address: str | None) -> Any:
     cluster for ``"local"``; None for no Dask."""
     if address is None:
         return None
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise KmervaeError(
-            "--dask needs Dask's distributed scheduler: pip install 'dask[distributed]'"
-        ) from None
+    distributed = require("distributed", extra="dask", purpose="running on Dask")
     if address == "local":
-        return Client(LocalCluster(processes=False, n_workers=1, threads_per_worker=2))
-    return Client(address)
+        cluster = distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2)
+        return distributed.Client(cluster)
+    return distributed.Client(address)
 
 
 _STORES: dict[tuple[str, int], StoreBase] = {}

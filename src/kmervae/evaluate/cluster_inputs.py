@@ -60,7 +60,7 @@ def open_cluster_file(path: str | Path, clustering: str | None = None) -> Cluste
     if path.is_file():
         if clustering is not None:
             raise InputError(
-                f"--clustering picks a clustering of a cluster folder; {path} is a plain "
+                f"clustering picks a clustering of a cluster folder; {path} is a plain "
                 "clustering file"
             )
         return ClusterFile(path, path, path.stem)
@@ -125,13 +125,13 @@ def _store_blocks(store: Any, expected: dict[str, Any] | None) -> Iterator[_Bloc
     if expected and expected.get("n_rows") not in (None, store.n_committed):
         raise InputError(
             f"{store.path}: {store.n_committed} rows, but the clustering was made from a store "
-            f"of {expected['n_rows']} rows; give the store it was made from (--store)"
+            f"of {expected['n_rows']} rows; give the store it was made from"
         )
     want = (expected or {}).get("ids_sha256")
     if want and store_ids(store)[1] != want:
         raise InputError(
             f"{store.path}: its ids differ from those of the store the clustering was made "
-            "from (ids checksum); give the store it was made from (--store)"
+            "from (ids checksum); give the store it was made from"
         )
     columns = ["id"] + [c for c in ("length", "gc") if c in store.schema]
     for first, block in store.iter_batches(columns, _BLOCK_ROWS):
@@ -370,15 +370,29 @@ def open_contigs(
     elif cf.manifest is not None:
         gone = recorded.get("path") or made_from.get("path")
         raise InputError(
-            f"{cf.path}: what it was clustered from ({gone}) is gone; give --store STORE or "
-            "--dataset DATASET for the contigs' lengths and GC"
+            f"{cf.path}: what it was clustered from ({gone}) is gone; give a store or a "
+            "profile dataset (store, dataset) for the contigs' lengths and GC"
         )
     else:
         raise InputError(
-            f"{cf.path}: a plain clustering file needs --store STORE or --dataset DATASET "
-            "for the contigs' lengths and GC"
+            f"{cf.path}: a plain clustering file needs a store or a profile dataset (store, "
+            "dataset) for the contigs' lengths and GC"
         )
     return collect_contigs(blocks, assignments, source, min_length=min_length)
+
+
+def source_ids(store: str | Path | None, dataset: ProfileDataset | None) -> set[str]:
+    """The contig ids of ``store`` (else ``dataset``; none: an empty set), read in blocks:
+    what tells the columns of a clustering file without a header apart."""
+    if store is not None:
+        from kmervae.index import open_index
+
+        blocks: Iterable[list[str]] = open_index(store).iter_ids()
+    elif dataset is not None:
+        blocks = dataset.iter_ids()
+    else:
+        return set()
+    return {ident for block in blocks for ident in block}
 
 
 def dataset_rows(contigs: EvaluatedContigs, dataset: ProfileDataset) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Cluster quality, the fifth protocol of DESIGN.md: how tight and how taxonomically clean a
+"""Cluster quality, the fifth protocol of docs/evaluate.md: how tight and how taxonomically clean a
 clustering of contigs is.
 
 Everything here is pure numpy on arrays; :mod:`kmervae.evaluate.runner` reads the files.

@@ -1,6 +1,6 @@
 """Local-distance fidelity: do latent neighbours have similar CLR profiles?
 
-The protocol (DESIGN.md, "Evaluation protocols"): from a pool of held-out rows, pick random
+The protocol (docs/evaluate.md): from a pool of held-out rows, pick random
 queries (seeded), take their nearest neighbours in the representation (Euclidean by
 default), and correlate the distance to each neighbour with the mean squared difference of
 the CLR-transformed profiles (CLR-MSE), over all (query, neighbour) pairs: Spearman and
@@ -20,30 +20,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from kmervae.errors import InputError, KmervaeError
+from kmervae.errors import InputError
 from kmervae.io.dataset import ProfileDataset
+from kmervae.neighbours import check_metric, k_smallest, pairwise_distances
 
 #: neighbour counts whose mean CLR-MSE is reported
 TOP_N = (1, 5, 10, 20, 50)
-METRICS = ("euclidean", "cosine")
-
-
-def pairwise_distances(queries: np.ndarray, pool: np.ndarray, metric: str) -> np.ndarray:
-    """float64 (q x n) distances between rows of ``queries`` (q x d) and ``pool`` (n x d).
-
-    ``euclidean``: the L2 distance; ``cosine``: 1 - cosine similarity (a zero row counts as
-    orthogonal to everything).
-    """
-    q = np.asarray(queries, np.float64)
-    p = np.asarray(pool, np.float64)
-    if metric == "euclidean":
-        d2 = (q * q).sum(axis=1)[:, None] + (p * p).sum(axis=1)[None, :] - 2.0 * (q @ p.T)
-        return np.sqrt(np.maximum(d2, 0.0))
-    if metric == "cosine":
-        qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-300)
-        pn = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-300)
-        return 1.0 - qn @ pn.T
-    raise KmervaeError(f"unknown metric {metric!r} (use one of {', '.join(METRICS)})")
 
 
 def _correlations(dist: np.ndarray, mse: np.ndarray) -> tuple[float, float]:
@@ -100,10 +82,7 @@ def local_distance_fidelity(
     queries = rng.choice(pool, n_queries, replace=False)
     dist = pairwise_distances(latent[queries], latent, metric)
     dist[np.arange(n_queries), queries] = np.inf
-    nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]
-    order = np.argsort(np.take_along_axis(dist, nearest, axis=1), axis=1, kind="stable")
-    nearest = np.take_along_axis(nearest, order, axis=1)
-    near_dist = np.take_along_axis(dist, nearest, axis=1)
+    nearest, near_dist = k_smallest(dist, k)
     near_mse = _clr_mse(clr_profiles, queries, nearest)
 
     # random pairs: k other pool rows per query, without replacement
@@ -190,16 +169,16 @@ def check_fidelity_request(n_available: int, pool_size: int, n_queries: int, k: 
     if pool_size > n_available:
         raise InputError(
             f"a pool of {pool_size} rows was asked for, but only {n_available} held-out rows "
-            f"are available; use --pool-size {n_available} or less"
+            f"are available; use a pool_size of {n_available} or less"
         )
     if k >= pool_size:
         raise InputError(
             f"{k} neighbours per query need a pool of at least {k + 1} rows; the pool has "
-            f"{pool_size} (lower --neighbours or raise --pool-size)"
+            f"{pool_size} (lower k or raise pool_size)"
         )
     if n_queries > pool_size:
         raise InputError(
-            f"{n_queries} queries cannot be drawn from a pool of {pool_size} rows (lower --queries)"
+            f"{n_queries} queries cannot be drawn from a pool of {pool_size} rows (lower n_queries)"
         )
 
 
@@ -234,8 +213,7 @@ def evaluate_fidelity(
     """
     from kmervae.evaluate.representations import clr_rows, represent_rows
 
-    if metric not in METRICS:
-        raise KmervaeError(f"unknown metric {metric!r} (use one of {', '.join(METRICS)})")
+    check_metric(metric)
     size = len(rows) if pool_size is None else pool_size
     check_fidelity_request(len(rows), size, n_queries, k)
     rng = np.random.default_rng(seed)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.dataset import ProfileDataset
+from kmervae.io.dataset import ProfileDataset, read_dataset_record
 from kmervae.model.data import random_split
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,9 @@ class HeldOut:
 
 
 def _same_dataset(info: dict[str, Any], dataset: ProfileDataset) -> bool:
-    sha = dataset.manifest.get("ids_sha256")
-    return (
-        info.get("n_rows") == dataset.n_rows and sha is not None and info.get("ids_sha256") == sha
-    )
+    """Whether the dataset record ``info`` describes ``dataset``: its rows and ids."""
+    info = read_dataset_record(info)
+    return info.get("n_rows") == dataset.n_rows and info.get("ids_sha256") == _ids_sha256(dataset)
 
 
 def held_out_rows(
@@ -73,7 +72,7 @@ def held_out_rows(
             if run_dir is not None:
                 raise InputError(f"{path}: not a readable training run ({exc})") from None
             info = {}
-        ds_info = info.get("dataset", {})
+        ds_info = read_dataset_record(info.get("dataset"))
         split = info.get("split", {})
         if _same_dataset(ds_info, dataset):
             if "validation" in ds_info:
@@ -166,7 +165,7 @@ def training_record(
     run = _run_of(model_path, run_dir)
     info = _read_json(run / "run.json") if run is not None else None
     if run is not None and info is not None and isinstance(info.get("dataset"), dict):
-        ds = info["dataset"]
+        ds = read_dataset_record(info["dataset"])
         separate = "validation" in ds
         return TrainingRecord(
             ds.get("path"),
@@ -177,8 +176,8 @@ def training_record(
             str(run / "run.json"),
         )
     card = _read_json(model_path / "card.json") if model_path.is_dir() else None
-    data = (card or {}).get("training_data")
-    if not isinstance(data, dict) or not data.get("ids_sha256"):
+    data = read_dataset_record((card or {}).get("training_data"))
+    if not data.get("ids_sha256"):
         return None
     training = (card or {}).get("training") or {}
     split = None
@@ -194,13 +193,10 @@ def training_record(
     )
 
 
-def _ids_sha256(dataset: ProfileDataset) -> str | None:
-    sha = dataset.manifest.get("ids_sha256")
-    if sha is None and dataset.kind == "legacy":
-        from kmervae.provenance import file_sha256
-
-        sha = file_sha256(dataset.ids_path)
-    return str(sha) if sha else None
+def _ids_sha256(dataset: ProfileDataset) -> str:
+    """The ids checksum that dataset records hold (:func:`kmervae.io.dataset.dataset_record`):
+    the SHA-256 of the ids text, whether the file holding it is compressed or not."""
+    return dataset.ids_text_sha256
 
 
 def _trained_rows(n_rows: int, record: TrainingRecord) -> np.ndarray:
@@ -227,8 +223,7 @@ def training_overlap(
     from kmervae.io.dataset import open_dataset
     from kmervae.io.ids import id_hashes
 
-    sha = _ids_sha256(dataset)
-    if sha is not None and sha == record.ids_sha256 and dataset.n_rows == record.n_rows:
+    if _ids_sha256(dataset) == record.ids_sha256 and dataset.n_rows == record.n_rows:
         trained = _trained_rows(dataset.n_rows, record)
         hit = rows[np.isin(rows, trained)]
         return TrainingOverlap(hit, record, dataset.id_of_row(int(hit[0])) if len(hit) else "")

@@ -4,14 +4,26 @@ A labels file is a TSV with a header: the first column holds the contig id (any 
 ``id`` or ``contig_id``), every other column one rank (``genome``, ``species``, ``genus``,
 ``family``, ``phylum`` …). An empty cell, ``NA``, ``-`` or ``unknown`` is a missing label. A
 clustering file is a TSV of id and cluster (a header line is optional).
+
+A ``kmervae chop --table`` TSV (contig id, genome ``file``, …) becomes a labels file when
+joined with a genome catalogue (:class:`LabelsWithCatalog`): a TSV with a ``file`` column
+and one column per rank (``organism`` serves as ``species`` and ``phylum/domain`` as
+``phylum`` when the catalogue has no column of that name); the ``genome`` of a contig is its
+file's name without FASTA and compression suffixes.
+
+Lines before the header that start with ``#`` and hold no tab (the comment line of older
+kmervae outputs) are skipped; a header line that starts with ``#`` loses the ``#``.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import os
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -69,20 +81,52 @@ class AlignedLabels:
         }
 
 
-def read_labels(path: str | Path, ranks: list[str] | None = None) -> LabelTable:
+@dataclass(frozen=True)
+class LabelsWithCatalog(os.PathLike[str]):
+    """A ``chop --table`` TSV (``table``) to be joined with a genome catalogue
+    (``catalog``) on the genome file: what ``--labels TABLE --catalog CATALOG`` names. It is
+    path-like (the table), so it goes wherever a labels path goes."""
+
+    table: Path
+    catalog: Path
+
+    def __fspath__(self) -> str:
+        return str(self.table)
+
+    def __str__(self) -> str:
+        return str(self.table)
+
+
+def _rows(fh: TextIO) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of a TSV, without the ``#`` comment lines before its header (a
+    ``#`` line with a tab is the header; the ``#`` goes)."""
+    header_seen = False
+    for line_no, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
+        if not header_seen and row and row[0].startswith("#"):
+            if len(row) < 2:
+                continue
+            row = [row[0][1:].lstrip(), *row[1:]]
+        header_seen = header_seen or bool(row)
+        yield line_no, row
+
+
+def read_labels(path: str | Path | LabelsWithCatalog, ranks: list[str] | None = None) -> LabelTable:
     """Read a labels TSV; ``ranks`` picks columns (default: every column after the id).
+    A :class:`LabelsWithCatalog` is read by :func:`read_catalog_labels`.
 
     Raises
     ------
     InputError
         No such file, no header, a rank that is not a column, a repeated id.
     """
+    if isinstance(path, LabelsWithCatalog):
+        return read_catalog_labels(path.table, path.catalog, ranks)
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such labels file")
     with open(path, newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        header = next(reader, None)
+        reader = _rows(fh)
+        header = next((row for _, row in reader if row), None)
         if not header or len(header) < 2:
             raise InputError(f"{path}: expected a TSV header: id, then one column per rank")
         columns = [h.strip() for h in header[1:]]
@@ -95,7 +139,7 @@ def read_labels(path: str | Path, ranks: list[str] | None = None) -> LabelTable:
             )
         picks = [columns.index(r) + 1 for r in chosen]
         by_id: dict[str, tuple[str | None, ...]] = {}
-        for line_no, row in enumerate(reader, 2):
+        for line_no, row in reader:
             if not row or not row[0].strip():
                 continue
             ident = row[0].strip()
@@ -109,6 +153,134 @@ def read_labels(path: str | Path, ranks: list[str] | None = None) -> LabelTable:
     if not by_id:
         raise InputError(f"{path}: no labelled ids")
     return LabelTable(path, list(chosen), by_id)
+
+
+#: catalogue columns that stand for a rank when the catalogue has no column of that name
+CATALOG_ALIASES = {"organism": "species", "phylum/domain": "phylum"}
+
+
+def _read_table(path: Path, what: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, data rows with their line numbers) of a TSV with a header line."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}")
+    with open(path, newline="") as fh:
+        reader = _rows(fh)
+        header = next((row for _, row in reader if row), None)
+        if not header:
+            raise InputError(f"{path}: empty (expected a header line)")
+        rows = [(n, row) for n, row in reader if row and row[0].strip()]
+    return [h.strip() for h in header], rows
+
+
+def read_catalog(path: str | Path) -> dict[str, dict[str, str | None]]:
+    """A genome catalogue: genome (file stem) -> rank -> label (None where missing).
+
+    Ranks are the catalogue's columns other than ``file``, plus :data:`CATALOG_ALIASES`.
+
+    Raises
+    ------
+    InputError
+        No such file, no ``file`` column, a genome listed twice.
+    """
+    from kmervae.io.fasta import file_stem
+
+    path = Path(path)
+    header, rows = _read_table(path, "genome catalogue")
+    if "file" not in header:
+        raise InputError(f"{path}: no 'file' column to join on (columns: {', '.join(header)})")
+    i_file = header.index("file")
+    names = list(header)
+    for column, rank in CATALOG_ALIASES.items():
+        if column in header and rank not in header:
+            names.append(rank)
+    out: dict[str, dict[str, str | None]] = {}
+    for line_no, row in rows:
+        cells = [c.strip() for c in row] + [""] * (len(header) - len(row))
+        genome = file_stem(cells[i_file]) if i_file < len(cells) else ""
+        if not genome:
+            continue
+        if genome in out:
+            raise InputError(f"{path}: line {line_no}: genome {genome!r} is listed twice")
+        values = dict(zip(header, cells, strict=False))
+        for column, rank in CATALOG_ALIASES.items():
+            if rank not in header and column in values:
+                values[rank] = values[column]
+        out[genome] = {
+            n: None if values.get(n, "").lower() in MISSING else values.get(n)
+            for n in names
+            if n != "file"
+        }
+    if not out:
+        raise InputError(f"{path}: no genome listed")
+    return out
+
+
+def read_catalog_labels(
+    table: str | Path, catalog: str | Path, ranks: list[str] | None = None
+) -> LabelTable:
+    """Labels of the contigs of a ``chop --table`` TSV, joined with a genome catalogue on
+    the genome file (compared without FASTA and compression suffixes).
+
+    Ranks: ``genome`` (the file stem) and the catalogue's columns; default: those of
+    :data:`RANKS` present. A contig whose genome is not in the catalogue keeps its
+    ``genome`` label only.
+
+    Raises
+    ------
+    InputError
+        No such file, no ``file`` column, a rank that neither has, a repeated contig id,
+        not one genome of the table in the catalogue.
+    """
+    from kmervae.io.fasta import file_stem
+
+    table, catalog = Path(table), Path(catalog)
+    genomes = read_catalog(catalog)
+    header, rows = _read_table(table, "chop table")
+    if len(header) < 2 or "file" not in header[1:]:
+        raise InputError(
+            f"{table}: no 'file' column to join with {catalog} (columns: {', '.join(header)}); "
+            "expected the table of pieces that chop writes"
+        )
+    i_file = header.index("file")
+    available = ["genome", *(n for n in next(iter(genomes.values())) if n != "genome")]
+    chosen = list(ranks) if ranks else [r for r in RANKS if r in available]
+    unknown = [r for r in chosen if r not in available]
+    if unknown or not chosen:
+        raise InputError(
+            f"{table} with {catalog}: no column for rank(s) {', '.join(unknown) or 'any'} "
+            f"(ranks: {', '.join(available)})"
+        )
+    by_id: dict[str, tuple[str | None, ...]] = {}
+    absent: set[str] = set()
+    seen: set[str] = set()
+    for line_no, row in rows:
+        ident = row[0].strip()
+        if ident in by_id:
+            raise InputError(f"{table}: line {line_no}: id {ident!r} repeats an earlier line")
+        genome = file_stem(row[i_file].strip()) if i_file < len(row) else ""
+        seen.add(genome)
+        known = genomes.get(genome)
+        if known is None:
+            absent.add(genome)
+            known = {}
+        by_id[ident] = tuple((genome or None) if r == "genome" else known.get(r) for r in chosen)
+    if not by_id:
+        raise InputError(f"{table}: no contig ids")
+    if absent == seen:
+        raise InputError(
+            f"{table}: none of its genomes is in {catalog} (first genome "
+            f"{sorted(absent)[0]!r}, first catalogue genome {next(iter(genomes))!r})"
+        )
+    if absent:
+        log.warning(
+            "%d genome(s) of %s are not in %s (their contigs keep the genome label only): %s",
+            len(absent),
+            table,
+            catalog,
+            ", ".join(sorted(absent)[:5]) + (" …" if len(absent) > 5 else ""),
+        )
+    log.info("labels: %s joined with %s, ranks %s", table, catalog, ", ".join(chosen))
+    return LabelTable(table, chosen, by_id)
 
 
 def align_labels(
@@ -168,13 +340,18 @@ _ID_HEADERS = frozenset({"id", "contig_id", "contig", "contigname", "contig_name
 _CLUSTER_HEADERS = frozenset({"cluster", "clustername", "cluster_name", "bin", "bin_id"})
 
 
-def read_clustering(path: str | Path) -> dict[str, str]:
+def read_clustering(
+    path: str | Path,
+    ids: Collection[str] | Callable[[], Collection[str]] | None = None,
+) -> dict[str, str]:
     """id -> cluster name from a two-column TSV.
 
     Accepts ``id<TAB>cluster`` (kmervae, MetaBAT/SemiBin tables) and VAMB's
-    ``clustername<TAB>contigname``: the order is taken from a header line when there is one
-    (``contig_id``/``id``/``contigname`` … and ``cluster``/``clustername``/``bin``), otherwise
-    from the data (the id column is the one whose values never repeat).
+    ``clustername<TAB>contigname``. The column order is taken from, in turn: a header line
+    (``contig_id``/``id``/``contigname`` … and ``cluster``/``clustername``/``bin``); the
+    contig ids ``ids`` (or what the callable returns, called only then): the column more of
+    whose values are contig ids; the data (the id column is the one whose values never
+    repeat). The order read is logged. ``#`` lines are skipped.
 
     Raises
     ------
@@ -186,15 +363,16 @@ def read_clustering(path: str | Path) -> dict[str, str]:
         raise InputError(f"{path}: no such clustering file")
     pairs: list[tuple[int, str, str]] = []
     swap: bool | None = None
+    how = "its header"
     with open(path, newline="") as fh:
         for line_no, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
-            if not row or not row[0].strip():
+            if not row or not row[0].strip() or (len(row) < 2 and row[0].startswith("#")):
                 continue
             if len(row) < 2:
                 raise InputError(f"{path}: line {line_no}: expected id<TAB>cluster")
             a, b = row[0].strip(), row[1].strip()
             if not pairs and swap is None:
-                head = (a.lower(), b.lower())
+                head = (a.lstrip("#").strip().lower(), b.lower())
                 if head[0] in _ID_HEADERS and head[1] in _CLUSTER_HEADERS:
                     swap = False
                     continue
@@ -204,10 +382,21 @@ def read_clustering(path: str | Path) -> dict[str, str]:
             pairs.append((line_no, a, b))
     if not pairs:
         raise InputError(f"{path}: no clustered ids")
+    if swap is None and ids is not None:
+        known = ids() if callable(ids) else ids
+        known = known if isinstance(known, set | frozenset | dict) else set(known)
+        first = sum(a in known for _, a, _ in pairs)
+        second = sum(b in known for _, _, b in pairs)
+        if first != second:
+            swap = second > first
+            how = f"the contig ids ({max(first, second)} of its {len(pairs)} lines name one)"
     if swap is None:
         firsts = {a for _, a, _ in pairs}
         seconds = {b for _, _, b in pairs}
         swap = len(firsts) < len(pairs) and len(seconds) == len(pairs)
+        how = "its values (the id column's never repeat)"
+    order = "VAMB's clustername<TAB>contigname" if swap else "contig_id<TAB>cluster"
+    log.info("%s: read as %s, by %s", path, order, how)
     out: dict[str, str] = {}
     for line_no, a, b in pairs:
         ident, cluster = (b, a) if swap else (a, b)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from kmervae.errors import KmervaeError
 from kmervae.io.atomic import atomic_file
+from kmervae.io.manifest import write_json
 
 log = logging.getLogger(__name__)
 
@@ -273,16 +273,5 @@ def write_matrix(
     }
     with atomic_file(md, overwrite) as tmp:
         Path(tmp).write_text(matrix_markdown(protocol, models, datasets, results))
-    with atomic_file(js, overwrite) as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+    write_json(js, record, overwrite)
     return md, js
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from kmervae._extras import require
 from kmervae.errors import InputError, KmervaeError
 from kmervae.evaluate import PCA_FIT_ROWS, TRAINING_ROWS
 from kmervae.evaluate.cluster_inputs import (
@@ -22,6 +23,7 @@ from kmervae.evaluate.cluster_inputs import (
     open_contigs,
     recorded_k,
     request_min_length,
+    source_ids,
 )
 from kmervae.evaluate.fidelity import evaluate_fidelity
 from kmervae.evaluate.holdout import (
@@ -41,7 +43,7 @@ from kmervae.evaluate.representations import (
     represent_rows,
 )
 from kmervae.evaluate.taxonomy import TaxonomyRequest, clustering_scores, evaluate_agreement
-from kmervae.io.dataset import ProfileDataset, open_dataset
+from kmervae.io.dataset import ProfileDataset, dataset_record, open_dataset
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def _open(source: Source, dataset: ProfileDataset) -> Representation:
     if source.spec.lower().startswith("pca-"):
         if source.fit is None:
             log.warning(
-                "%s is fitted on the evaluated data %s itself; give --fit TRAINSET to fit "
+                "%s is fitted on the evaluated data %s itself; give a dataset to fit (fit) to fit "
                 "it on training data as a model is",
                 source.spec,
                 dataset.path,
@@ -134,38 +136,38 @@ def _held_out(source: Source, dataset: ProfileDataset) -> HeldOut:
             f"({record.path}) and its rows cannot be told apart from it"
         )
         if source.training_rows == "include":
-            log.warning("%s; scoring every row (--training-rows include)", what)
+            log.warning("%s; scoring every row (training_rows include)", what)
             return held
-        raise InputError(f"{what}; evaluate a held-out dataset, or --training-rows include")
+        raise InputError(f"{what}; evaluate a held-out dataset, or set training_rows to include")
     n, total = len(overlap.rows), len(held.rows)
     what = (
         f"{dataset.path}: {n} of {total} evaluated rows (e.g. {overlap.example}) are training "
         f"rows of {source.spec} (trained on {record.path}, recorded in {record.where})"
     )
     if source.training_rows == "include":
-        log.warning("%s; scored anyway (--training-rows include): not held-out scores", what)
+        log.warning("%s; scored anyway (training_rows include): not held-out scores", what)
         return HeldOut(held.rows, held.source + f", {n} of them training rows")
     if source.training_rows == "exclude":
         rows = np.setdiff1d(held.rows, overlap.rows)
-        log.warning("%s; left out (--training-rows exclude): %d rows remain", what, len(rows))
+        log.warning("%s; left out (training_rows exclude): %d rows remain", what, len(rows))
         if len(rows) == 0:
             raise InputError(f"{what}: no held-out row is left")
         return HeldOut(rows, held.source + f", less {n} training rows: {len(rows)} rows")
     hint = (
-        "; give --run RUN_DIR to use the validation rows of its training run"
+        "; give its training run (run_dir) to use the validation rows of that run"
         if not record.split_known and n == total
         else ""
     )
     raise InputError(
         f"{what}: scores on them are not held out; evaluate held-out data, or use "
-        f"--training-rows exclude (or include){hint}"
+        f"training_rows exclude (or include){hint}"
     )
 
 
 def _header(rep: Representation, dataset: ProfileDataset, held: HeldOut) -> dict[str, Any]:
     return {
         "representation": describe_representation(rep),
-        "dataset": {"path": str(dataset.path), "n_rows": dataset.n_rows},
+        "dataset": dataset_record(dataset),
         "held_out": held.source,
     }
 
@@ -224,13 +226,13 @@ def check_taxonomy_modes(
         distance threshold that does not fit the mode, or a named file that does not exist.
     """
     if reference is not None and reference_labels is None:
-        raise InputError("--reference needs --reference-labels (the labels of its ids)")
+        raise InputError("reference needs reference_labels (the labels of its ids)")
     if reference_labels is not None and reference is None:
-        raise InputError("--reference-labels needs --reference (the labelled dataset)")
+        raise InputError("reference_labels needs reference (the labelled dataset)")
     if reference is not None and request.exclude_same:
-        raise InputError("--exclude-same applies within one dataset, not with --reference")
+        raise InputError("exclude_same applies within one dataset, not with a reference")
     if request.distance_threshold is not None and reference is None:
-        raise InputError("--distance-threshold needs --reference")
+        raise InputError("distance_threshold needs reference")
     if reference is not None and not Path(reference).exists():
         raise InputError(f"{reference}: no such reference dataset")
     for path, what in ((reference_labels, "reference labels"), (clustering, "clustering")):
@@ -296,7 +298,7 @@ def run_taxonomy(
     )
     if clustering is not None:
         result["clustering"] = clustering_scores(
-            read_clustering(clustering), row_ids, aligned, list(result["ranks"])
+            read_clustering(clustering, ids), row_ids, aligned, list(result["ranks"])
         )
     return {"protocol": "taxonomy", **_header(rep, ds, held), **extra, **result}
 
@@ -305,9 +307,6 @@ def run_reconstruction(
     source: Source, dataset: str | Path, *, max_rows: int | None = 50_000
 ) -> dict[str, Any]:
     """MSE per k-group on (a seeded sample of ``max_rows`` of) the held-out rows."""
-    from kmervae.evaluate.reconstruction import reconstruction_mse
-    from kmervae.model.files import load_model
-
     if is_baseline(source.spec):
         raise InputError(
             f"{source.spec}: a baseline has no decoder; reconstruction needs a trained model"
@@ -317,6 +316,10 @@ def run_reconstruction(
             f"{source.spec}: an exported ONNX file holds the encoder only; reconstruction "
             "needs the model folder (with its decoder)"
         )
+    require("torch", extra="train", purpose="reconstruction")
+    from kmervae.evaluate.reconstruction import reconstruction_mse
+    from kmervae.model.files import load_model
+
     ds = open_dataset(dataset)
     held = _held_out(source, ds)
     model = load_model(source.spec)
@@ -330,7 +333,7 @@ def run_reconstruction(
             "dim": model.config.latent,
             "fingerprint": model.fingerprint,
         },
-        "dataset": {"path": str(ds.path), "n_rows": ds.n_rows},
+        "dataset": dataset_record(ds),
         "held_out": held.source,
     }
     return {"protocol": "reconstruction", **header, **result}
@@ -355,10 +358,10 @@ def check_cluster_inputs(
         A baseline without ``dataset``, or a named file or folder that does not exist.
     """
     if baselines and dataset is None:
-        raise InputError("--baseline needs --dataset: the profiles the baselines are computed from")
+        raise InputError("baselines need dataset: the profiles the baselines are computed from")
     named = [(clusters, "cluster folder or clustering file"), (store, "index store")]
     named += [(dataset, "profile dataset"), (labels, "labels file")]
-    named += [(s.fit, "dataset to fit on (--fit)") for s in baselines]
+    named += [(s.fit, "dataset to fit on (fit)") for s in baselines]
     for path, what in named:
         if path is not None and not Path(path).exists():
             raise InputError(f"{path}: no such {what}")
@@ -433,7 +436,7 @@ def run_clusters(
         min_length = request_min_length(request)
     table = read_labels(labels, list(ranks) if ranks else None) if labels is not None else None
     ds = open_dataset(dataset) if dataset is not None else None
-    assignments = read_clustering(cf.file)
+    assignments = read_clustering(cf.file, lambda: source_ids(store, ds))
     contigs = open_contigs(cf, assignments, store, ds, min_length)
     aligned = None
     if table is not None:

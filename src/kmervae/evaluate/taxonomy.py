@@ -29,7 +29,7 @@ import numpy as np
 
 from kmervae.errors import InputError
 from kmervae.evaluate.labels import AlignedLabels
-from kmervae.evaluate.neighbours import nearest_neighbours
+from kmervae.neighbours import nearest_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +176,12 @@ def evaluate_agreement(
     if ks[-1] > candidates:
         raise InputError(
             f"k = {ks[-1]} neighbours asked for, but only {candidates} candidate "
-            f"neighbours exist; use smaller --k values"
+            f"neighbours exist; use smaller -k values"
         )
     q_groups = b_groups = None
     if request.exclude_same:
         if reference is not None:
-            raise InputError("--exclude-same applies within one dataset, not with --reference")
+            raise InputError("exclude_same applies within one dataset, not with a reference")
         q_groups = labels.column(request.exclude_same)[queries]
         b_groups = labels.column(request.exclude_same)
         ranks = [r for r in ranks if r != request.exclude_same]

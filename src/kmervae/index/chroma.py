@@ -3,7 +3,7 @@
 A ChromaDB persistent folder keeps ids and metadata in ``chroma.sqlite3`` and the vectors in
 HNSW segment folders (binary ``data_level0.bin`` files whose layout belongs to hnswlib and
 changes between versions), so the folder is read through ChromaDB itself, imported lazily:
-``pip install chromadb``. Ids, embeddings and the ``length`` metadata are read page by page
+``pip install 'kmervae[chroma]'``. Ids, embeddings and the ``length`` metadata are read page by page
 (``collection.get(limit, offset)``) and streamed into a new store.
 """
 
@@ -16,22 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from kmervae.errors import InputError, KmervaeError
+from kmervae._extras import require
+from kmervae.errors import InputError
 from kmervae.index.ingest import BASE_SCHEMA, IngestSummary, read_columns_tsv
 from kmervae.index.protocol import StoreBase, create_index
 
 log = logging.getLogger(__name__)
 
 PAGE = 10_000
-INSTALL_HINT = "reading a ChromaDB folder needs chromadb: pip install chromadb"
 
 
 def _chromadb() -> Any:
-    try:
-        import chromadb
-    except ImportError:
-        raise KmervaeError(INSTALL_HINT) from None
-    return chromadb
+    return require("chromadb", extra="chroma", purpose="reading a ChromaDB folder")
 
 
 def _collection(path: Path, name: str | None) -> Any:
@@ -44,7 +40,7 @@ def _collection(path: Path, name: str | None) -> Any:
         if len(names) != 1:
             raise InputError(
                 f"{path}: {len(names)} collections ({', '.join(map(str, names)) or 'none'}); "
-                "pick one with --collection"
+                "pick one (collection)"
             )
         name = str(names[0])
     elif name not in names:
@@ -109,6 +105,7 @@ def import_chroma(
                 "length": lengths,
                 "gc": np.full(len(ids), np.nan, np.float32),
                 "source": np.full(len(ids), source, dtype=object),
+                "source_path": np.full(len(ids), str(path.resolve()), dtype=object),
             }
             if extra is not None:
                 cols.update(extra.for_ids(ids))

@@ -21,25 +21,19 @@ import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
 from kmervae.index.filters import Filter
-from kmervae.index.protocol import COLUMN_TYPES, SearchResult, StoreBase, merge_topk
+from kmervae.index.protocol import COLUMN_TYPES, SearchResult, StoreBase
+from kmervae.neighbours import nearest_rows
 
 #: rows compared per block: float32 blocks of 32 k x dim stay in cache-friendly sizes
 BLOCK_ROWS = 32768
 
 
-def squared_distances(queries: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances, float32 (n, m), of float32 (n, d) queries to (m, d) rows
-    (computed in float64 so near-ties keep their order)."""
-    q = queries.astype(np.float64)
-    b = base.astype(np.float64)
-    d2 = (q * q).sum(1)[:, None] - 2.0 * q @ b.T + (b * b).sum(1)[None, :]
-    return np.maximum(d2, 0.0).astype(np.float32)
-
-
 def brute_force_topk(
     queries: np.ndarray, blocks: Iterable[tuple[np.ndarray, np.ndarray]], k: int
 ) -> SearchResult:
-    """Exact k nearest neighbours of ``queries`` among rows given block by block.
+    """Exact k nearest neighbours of ``queries`` among rows given block by block
+    (:func:`kmervae.neighbours.nearest_rows`, computed in float64 so near-ties keep their
+    order).
 
     Parameters
     ----------
@@ -50,22 +44,11 @@ def brute_force_topk(
     Returns
     -------
     SearchResult
-        rows int64 (n, k) and Euclidean distances float32 (n, k); -1 / inf where fewer.
+        rows int64 (n, k) and Euclidean distances float32 (n, k), nearest first, ties to
+        the lower row; -1 / inf where fewer.
     """
-    n = queries.shape[0]
-    best_r = np.full((n, k), -1, np.int64)
-    best_d = np.full((n, k), np.inf, np.float32)
-    for rows, vectors in blocks:
-        if len(rows) == 0:
-            continue
-        d2 = squared_distances(queries, vectors)
-        r = np.broadcast_to(rows, d2.shape)
-        if d2.shape[1] > k:
-            part = np.argpartition(d2, k - 1, axis=1)[:, :k]
-            d2 = np.take_along_axis(d2, part, axis=1)
-            r = np.take_along_axis(r, part, axis=1)
-        best_r, best_d = merge_topk(best_r, best_d, r, d2, k)
-    return SearchResult(best_r, np.sqrt(best_d))
+    rows, distances = nearest_rows(queries, blocks, k, dtype=np.float64)
+    return SearchResult(rows, distances)
 
 
 class ExactStore(StoreBase):

@@ -18,18 +18,16 @@ Read it with :func:`open_knn_graph` (memory-mapped).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from kmervae._version import __version__
 from kmervae.errors import InputError
 from kmervae.io.dataset import count_lines, iter_id_blocks
+from kmervae.io.manifest import read_json_manifest
 from kmervae.io.npy import load_npy
-from kmervae.provenance import file_sha256
 
 FORMAT_NAME = "kmervae-knn-graph"
 SCHEMA_VERSION = 1
@@ -39,11 +37,6 @@ BLOCK_ROWS = 65536
 def index_dtype(n_rows: int) -> np.dtype:
     """int32 while rows fit in it, else int64."""
     return np.dtype(np.int32 if n_rows < 2**31 - 1 else np.int64)
-
-
-def ids_sha256(path: Path) -> str:
-    """SHA-256 of an ids file (the graph's ``ids.txt``)."""
-    return file_sha256(path)
 
 
 class KnnGraph:
@@ -59,16 +52,9 @@ class KnnGraph:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         name = str(self.path)
-        try:
-            manifest = json.loads((self.path / "manifest.json").read_text())
-        except FileNotFoundError:
-            raise InputError(f"{name}: not a k-NN graph (no manifest.json)") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}/manifest.json: not valid JSON ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-            raise InputError(f"{name}: not a kmervae k-NN graph (manifest format differs)")
-        if manifest.get("schema_version", 0) > SCHEMA_VERSION:
-            raise InputError(f"{name}: graph schema is newer than this kmervae reads; upgrade")
+        manifest = read_json_manifest(
+            self.path / "manifest.json", FORMAT_NAME, SCHEMA_VERSION, "k-NN graph"
+        )
         self.manifest: dict[str, Any] = manifest
         self.n_rows = int(manifest["n_rows"])
         self.k = int(manifest["k"])
@@ -187,10 +173,21 @@ def cap_in_degree(
     return int(drop.sum())
 
 
+def graph_tsv_record(graph: KnnGraph, provenance: dict[str, Any]) -> dict[str, Any]:
+    """What the sidecar of ``knn --tsv`` records (see :func:`kmervae.provenance.sidecar_path`):
+    its columns, the graph written out and the provenance."""
+    return {
+        "kind": "k-NN graph edges",
+        "columns": ["source", "target", "rank", "distance"],
+        "graph": {"path": str(graph.path.resolve()), "n_rows": graph.n_rows, "k": graph.k},
+        "provenance": provenance,
+    }
+
+
 def write_graph_tsv(graph: KnnGraph, fh: TextIO) -> int:
-    """Write ``source, target, rank, distance`` lines (ids; rank from 1); returns the count."""
+    """Write a header line, then ``source, target, rank, distance`` lines (ids; rank from
+    1); returns the count."""
     ids = np.array(graph.ids(), dtype=object)
-    fh.write(f"# kmervae {__version__} k-NN graph {graph.path}\n")
     fh.write("source\ttarget\trank\tdistance\n")
     lines = 0
     for start in range(0, graph.n_rows, BLOCK_ROWS):

@@ -1,8 +1,11 @@
 """From embedding stores (``kmervae embed``) to an index store: build and add, streamed.
 
 Every row gets its id, its embedding (mu, float32), ``length`` (int64), ``gc`` (float32,
-NaN when unknown) and ``source`` (the profiled file's name), plus any extra columns of a
-``--columns`` TSV keyed by id. Embeddings of different models never share a store: the
+NaN when unknown), ``source`` (the profiled file's name, e.g. ``marine_1.fa``) and
+``source_path`` (its path as it was given to ``kmervae profile``), plus any extra columns of a
+``--columns`` TSV keyed by id. For a dataset that records no files (a legacy matrix), both
+name the dataset. Stores built before ``source_path`` existed keep their schema: rows added
+to them get no ``source_path``. Embeddings of different models never share a store: the
 model fingerprint recorded by ``kmervae embed`` must match.
 """
 
@@ -21,14 +24,14 @@ import numpy as np
 from kmervae.errors import InputError, KmervaeError
 from kmervae.index.filters import COLUMN_NAME
 from kmervae.index.protocol import RESERVED, StoreBase, backends, create_index, open_index
-from kmervae.io.embeddings import Embeddings, open_embeddings
+from kmervae.io.embeddings import Embeddings, RowReader, open_embeddings, rechunk_ids
 from kmervae.io.npy import first_bad_row
 from kmervae.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 
 #: the metadata every store has
-BASE_SCHEMA = {"length": "int64", "gc": "float32", "source": "string"}
+BASE_SCHEMA = {"length": "int64", "gc": "float32", "source": "string", "source_path": "string"}
 BLOCK_ROWS = 65536
 
 
@@ -119,18 +122,24 @@ def read_columns_tsv(path: str | Path) -> ExtraColumns:
             values[name] = np.array(
                 ["" if v is None else str(v) for v in col.to_pylist()], dtype=object
             )
-    log.info("%s: %d rows, columns %s", path, len(ids), schema)
+    listed = ", ".join(f"{name} ({kind})" for name, kind in schema.items())
+    log.info("%s: %d rows, columns %s", path, len(ids), listed or "none")
     return ExtraColumns(path, schema, values, row_of)
 
 
-def _source_names(emb: Embeddings) -> list[str]:
+def _source_files(emb: Embeddings) -> tuple[list[str], list[str]]:
+    """(names, paths) of the files the embeddings' dataset was profiled from, in the order
+    of its ``sources`` column (empty when the dataset or its list is gone)."""
     dataset = emb.manifest.get("dataset", {})
     path = Path(str(dataset.get("path", "")))
     try:
         manifest = json.loads((path / "manifest.json").read_text())
-        return [str(s.get("name", s.get("path", "?"))) for s in manifest.get("sources", [])]
+        sources = [s for s in manifest.get("sources", []) if isinstance(s, dict)]
     except (OSError, ValueError, AttributeError):
-        return []
+        return [], []
+    names = [str(s.get("name") or Path(str(s.get("path", "?"))).name) for s in sources]
+    paths = [str(s.get("path") or s.get("name", "?")) for s in sources]
+    return names, paths
 
 
 def open_embedding_input(path: str | Path) -> Embeddings:
@@ -161,43 +170,24 @@ def check_model(emb: Embeddings, fingerprint: str, where: str) -> None:
         )
 
 
-class _RowReader:
-    """Rows of a 2-D ``.npy`` by plain file reads: pages of a memory map would count as this
-    process's memory and grow with N."""
-
-    def __init__(self, path: Path, shape: tuple[int, int]):
-        from numpy.lib import format as npformat
-
-        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
-        version = npformat.read_magic(self._fh)
-        read_header = (
-            npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
-        )
-        read_header(self._fh)
-        self.offset = self._fh.tell()
-        self.cols = shape[1]
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        self._fh.seek(self.offset + start * self.cols * 4)
-        data = np.fromfile(self._fh, dtype="<f4", count=(stop - start) * self.cols)
-        if data.size != (stop - start) * self.cols:
-            raise InputError(f"{self._fh.name}: truncated at row {start}")
-        return data.reshape(stop - start, self.cols)
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 def iter_store_rows(
     emb: Embeddings, extra: ExtraColumns | None, digest: Any, batch_rows: int = BLOCK_ROWS
 ) -> Iterator[tuple[list[str], np.ndarray, dict[str, np.ndarray]]]:
     """(ids, float32 (n, dim) embeddings, metadata columns) blocks of an embedding store;
     ``digest`` (a hashlib object) is fed the embedding bytes."""
-    names = _source_names(emb)
-    fallback = Path(str(emb.manifest.get("dataset", {}).get("path", emb.path))).name
-    reader = _RowReader(emb.path / "embeddings.npy", (emb.n_rows, emb.latent))
+    names, paths = _source_files(emb)
+    dataset = Path(str(emb.manifest.get("dataset", {}).get("path", emb.path)))
+    reader = RowReader(emb.path / "embeddings.npy", (emb.n_rows, emb.latent))
     try:
-        yield from _blocks(emb, extra, digest, batch_rows, reader, names, fallback)
+        yield from _blocks(
+            emb,
+            extra,
+            digest,
+            batch_rows,
+            reader,
+            np.array([*names, dataset.name], dtype=object),
+            np.array([*paths, str(dataset)], dtype=object),
+        )
     finally:
         reader.close()
 
@@ -207,12 +197,14 @@ def _blocks(
     extra: ExtraColumns | None,
     digest: Any,
     batch_rows: int,
-    reader: _RowReader,
-    names: list[str],
-    fallback: str,
+    reader: RowReader,
+    names: np.ndarray,
+    paths: np.ndarray,
 ) -> Iterator[tuple[list[str], np.ndarray, dict[str, np.ndarray]]]:
+    """``names`` and ``paths``: (S + 1,) object arrays, the source files and, last, the
+    dataset (for a row without a known source)."""
     start = 0
-    for ids in _rechunk(emb.iter_ids(), batch_rows):
+    for ids in rechunk_ids(emb.iter_ids(), batch_rows):
         stop = start + len(ids)
         mu = reader.read(start, stop)
         bad = first_bad_row(mu)
@@ -233,28 +225,17 @@ def _blocks(
             if "gc" in emb.columns
             else np.full(n, np.nan, np.float32)
         )
+        last = len(names) - 1
         if "sources" in emb.columns:
             idx = np.asarray(emb.column("sources")[start:stop])
-            table = np.array([*names, fallback], dtype=object)
-            source = table[np.where((idx >= 0) & (idx < len(names)), idx, len(names))]
+            idx = np.where((idx >= 0) & (idx < last), idx, last)
         else:
-            source = np.full(n, fallback, dtype=object)
-        cols = {"length": lengths, "gc": gc, "source": source}
+            idx = np.full(n, last)
+        cols = {"length": lengths, "gc": gc, "source": names[idx], "source_path": paths[idx]}
         if extra is not None:
             cols.update(extra.for_ids(ids))
         yield ids, mu, cols
         start = stop
-
-
-def _rechunk(blocks: Iterator[list[str]], size: int) -> Iterator[list[str]]:
-    buf: list[str] = []
-    for block in blocks:
-        buf.extend(block)
-        while len(buf) >= size:
-            yield buf[:size]
-            buf = buf[size:]
-    if buf:
-        yield buf
 
 
 @dataclass
@@ -291,7 +272,8 @@ def _ingest(
                 f"store holds {store.dim}"
             )
         digest = hashlib.sha256()
-        for ids, mu, cols in iter_store_rows(emb, extra, digest):
+        for ids, mu, all_cols in iter_store_rows(emb, extra, digest):
+            cols = {k: v for k, v in all_cols.items() if k in store.schema}  # older stores
             try:
                 store.add(ids, mu, cols)
             except InputError as exc:  # a duplicate id, …: name the file it came from
@@ -406,7 +388,7 @@ def add_to_store(
     have = extra.schema if extra is not None else {}
     if set(have) != set(wanted):
         raise InputError(
-            f"the store has extra columns {sorted(wanted) or 'none'}; --columns gives "
+            f"the store has extra columns {sorted(wanted) or 'none'}; columns_tsv gives "
             f"{sorted(have) or 'none'}"
         )
     with store:

@@ -154,7 +154,7 @@ class IvfFlatFile:
         nlist = int(lists or default_lists(n))
         if nlist > n:
             raise KmervaeError(
-                f"{self.path.parent}: {nlist} IVF lists (--partitions) for {n} rows; at most {n}"
+                f"{self.path.parent}: {nlist} IVF lists (num_partitions) for {n} rows; at most {n}"
             )
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dim), self.dim, nlist)
         index.cp.niter = TRAIN_ITERATIONS

@@ -36,11 +36,12 @@ import numpy as np
 
 from kmervae._version import __version__
 from kmervae.errors import KmervaeError
-from kmervae.index.graph import FORMAT_NAME, SCHEMA_VERSION, cap_in_degree, ids_sha256
+from kmervae.index.graph import FORMAT_NAME, SCHEMA_VERSION, cap_in_degree
 from kmervae.index.graph import index_dtype as graph_index_dtype
 from kmervae.index.protocol import StoreBase, storage_errors
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
 from kmervae.io.npy import NpyStreamWriter
+from kmervae.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -457,19 +458,19 @@ def check_knn_request(
             f"k = {k} is larger than the store allows ({n} contigs, each excluded from its "
             "own neighbours)"
         )
-    for name, value in (("--nlist", nlist), ("--nprobe", nprobe), ("--block", block)):
+    for name, value in (("nlist", nlist), ("nprobe", nprobe), ("block", block)):
         if value is not None and value < 1:
             raise KmervaeError(f"{name} must be at least 1, got {value}")
     if max_in_degree is not None and max_in_degree < 1:
-        raise KmervaeError(f"--max-in-degree must be at least 1, got {max_in_degree}")
+        raise KmervaeError(f"max_in_degree must be at least 1, got {max_in_degree}")
     if max_distance is not None and not (max_distance >= 0 and math.isfinite(max_distance)):
-        raise KmervaeError(f"--max-distance must be a finite number >= 0, got {max_distance}")
+        raise KmervaeError(f"max_distance must be a finite number >= 0, got {max_distance}")
     large = "ivf-flat" if distributed else "ivf-gemm"  # ivf-gemm runs here only
     chosen = method if method != "auto" else ("exact" if n <= EXACT_MAX_ROWS else large)
     if chosen == "ivf-gemm" and distributed:
-        raise KmervaeError("--method ivf-gemm runs in this process; with --dask use ivf-flat")
+        raise KmervaeError("the method ivf-gemm runs in this process; distributed, use ivf-flat")
     if chosen != "exact" and nlist is not None and nlist > n:
-        raise KmervaeError(f"--nlist {nlist} is more than the store's {n} contigs")
+        raise KmervaeError(f"nlist {nlist} is more than the store's {n} contigs")
     return chosen
 
 
@@ -563,7 +564,7 @@ def _write_graph(
                 "backend": store.backend,
                 "n_rows": n,
                 "model_fingerprint": store.model_fingerprint,
-                "ids_sha256": ids_sha256(tmp / "ids.txt"),
+                "ids_sha256": file_sha256(tmp / "ids.txt"),
                 "params": store.manifest.get("params", {}),
             },
             "provenance": provenance or {},

@@ -127,7 +127,7 @@ class LanceStore(StoreBase):
         subs = params.get("num_sub_vectors")
         if subs is not None and dim % int(subs):
             raise KmervaeError(
-                f"--sub-vectors {subs} does not divide the {dim} embedding dimensions"
+                f"num_sub_vectors {subs} does not divide the {dim} embedding dimensions"
             )
         check_partitions(params, n_rows, DEFAULTS["ann_min_rows"])
 
@@ -213,7 +213,7 @@ class LanceStore(StoreBase):
             parts = self._param("num_partitions") or max(1, round(math.sqrt(n)))
             if parts > n:
                 raise KmervaeError(
-                    f"{self.path}: {parts} IVF lists (--partitions) for {n} rows; at most {n}"
+                    f"{self.path}: {parts} IVF lists (num_partitions) for {n} rows; at most {n}"
                 )
             config: Any
             if kind == "ivf-pq":

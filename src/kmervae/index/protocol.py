@@ -84,30 +84,6 @@ class SearchResult:
         return int(self.rows.shape[0])
 
 
-def merge_topk(
-    rows: np.ndarray, dist: np.ndarray, new_rows: np.ndarray, new_dist: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the ``k`` smallest of two (n, *) candidate sets; ties broken by row number.
-
-    Parameters
-    ----------
-    rows, new_rows : int64 (n, a) and (n, b).
-    dist, new_dist : float32 (n, a) and (n, b).
-
-    Returns
-    -------
-    (rows, dist) : int64 and float32 (n, k), sorted by distance.
-    """
-    r = np.concatenate([rows, new_rows], axis=1)
-    d = np.concatenate([dist, new_dist], axis=1)
-    if d.shape[1] > k:
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        r = np.take_along_axis(r, part, axis=1)
-        d = np.take_along_axis(d, part, axis=1)
-    order = np.lexsort((r, d), axis=1)  # distance first, then row
-    return np.take_along_axis(r, order, axis=1), np.take_along_axis(d, order, axis=1)
-
-
 def storage_error(exc: BaseException, path: Path) -> KmervaeError:
     """One line naming ``path`` for what a storage engine (the file system, LanceDB, FAISS)
     raised while writing it: a full disk, a vanished or read-only folder."""
@@ -142,8 +118,7 @@ def check_positive_params(params: Mapping[str, Any], names: Sequence[str]) -> No
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            option = "--" + name.replace("num_", "").replace("_", "-")
-            raise KmervaeError(f"{name} ({option}) must be an integer >= 1, got {value!r}")
+            raise KmervaeError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def check_partitions(params: Mapping[str, Any], n_rows: int | None, min_rows: int) -> None:
@@ -153,7 +128,7 @@ def check_partitions(params: Mapping[str, Any], n_rows: int | None, min_rows: in
     floor = params.get("ann_min_rows") or min_rows
     if parts is not None and n_rows is not None and n_rows >= floor and parts > n_rows:
         raise KmervaeError(
-            f"--partitions {parts} is more than the {n_rows} rows to index (one row a list "
+            f"num_partitions {parts} is more than the {n_rows} rows to index (one row a list "
             "at least)"
         )
 

@@ -155,32 +155,86 @@ def check_finite_queries(source: str | Path, names: Sequence[str], x: np.ndarray
         )
 
 
+def check_hit_columns(store: StoreBase, columns: Sequence[str]) -> None:
+    """Refuse a column of ``search --columns`` that the store does not have (one line
+    naming the store and the columns it has)."""
+    unknown = [c for c in columns if c not in store.schema]
+    if unknown:
+        raise InputError(
+            f"{store.path}: no column {unknown[0]!r} (columns: {', '.join(store.schema)})"
+        )
+
+
+def search_record(
+    store: StoreBase, provenance: dict[str, Any], columns: Sequence[str] = ()
+) -> dict[str, Any]:
+    """What the sidecar of a hits TSV records (see :func:`kmervae.provenance.sidecar_path`):
+    its columns, the store searched and the provenance."""
+    return {
+        "kind": "search hits",
+        "columns": [*TSV_HEADER, *hit_columns(columns)],
+        "store": {
+            "path": str(store.path.resolve()),
+            "n_rows": store.n_committed,
+            "model_fingerprint": store.model_fingerprint or None,
+        },
+        "provenance": provenance,
+    }
+
+
+def hit_columns(columns: Sequence[str]) -> list[str]:
+    """The store columns added to the hits after the fixed ones (``length`` is one already)."""
+    return [c for c in dict.fromkeys(columns) if c not in TSV_HEADER]
+
+
 def write_search_tsv(
-    fh: TextIO, store: StoreBase, query_ids: Sequence[str], result: SearchResult
+    fh: TextIO,
+    store: StoreBase,
+    query_ids: Sequence[str],
+    result: SearchResult,
+    columns: Sequence[str] = (),
 ) -> int:
-    """Write ``query, rank, neighbour, distance, length`` lines (rank from 1; padded
-    entries skipped); returns the number of lines."""
+    """Write a header line, then ``query, rank, neighbour, distance, length`` and the store
+    ``columns`` of each hit (rank from 1; padded entries skipped); returns the number of
+    hits written. A missing text value is written as an empty cell."""
+    extra = hit_columns(columns)
     valid = result.rows >= 0
     rows = np.unique(result.rows[valid])
-    names: dict[int, tuple[str, Any]] = {}
+    names: dict[int, tuple[str, ...]] = {}
     if len(rows):
-        got = store.take(rows, ["id", *(["length"] if "length" in store.schema else [])])
+        has_length = "length" in store.schema
+        got = store.take(rows, ["id", *(["length"] if has_length else []), *extra])
         lengths = got.get("length", np.full(len(rows), -1))
+        cells = [got["id"].tolist(), lengths.tolist()] + [
+            [_cell(v) for v in got[c].tolist()] for c in extra
+        ]
         names = {
-            int(r): (str(i), int(n))
-            for r, i, n in zip(rows.tolist(), got["id"].tolist(), lengths.tolist(), strict=True)
+            int(r): tuple(str(v) for v in values)
+            for r, values in zip(rows.tolist(), zip(*cells, strict=True), strict=True)
         }
-    fh.write("\t".join(TSV_HEADER) + "\n")
+    fh.write("\t".join([*TSV_HEADER, *extra]) + "\n")
     lines = 0
     for q, query in enumerate(query_ids):
         for rank in range(result.rows.shape[1]):
             row = int(result.rows[q, rank])
             if row < 0:
                 continue
-            ident, length = names[row]
-            fh.write(f"{query}\t{rank + 1}\t{ident}\t{result.distances[q, rank]:.6g}\t{length}\n")
+            ident, length, *more = names[row]
+            tail = "".join("\t" + v for v in more)
+            distance = result.distances[q, rank]
+            fh.write(f"{query}\t{rank + 1}\t{ident}\t{distance:.6g}\t{length}{tail}\n")
             lines += 1
     return lines
+
+
+def _cell(value: Any) -> str:
+    """A metadata value as a TSV cell: floats in 6 significant digits, NaN and None empty,
+    tabs and newlines of text replaced by spaces."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.6g}"
+    return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
 def load_query_embeddings(path: str | Path, store: StoreBase) -> tuple[list[str], np.ndarray]:

@@ -8,21 +8,43 @@ import logging
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from kmervae.errors import InputError, KmervaeError
+from kmervae.errors import InputError, KmervaeError, OutputExistsError
 
 log = logging.getLogger(__name__)
 
 
-def check_writable(path: Path, overwrite: bool) -> None:
+def is_stream(path: Path) -> bool:
+    """Whether ``path`` is a character device or a pipe (``/dev/null``, ``/dev/stdout``, a
+    FIFO, a shell's ``>(...)``): such an output is written in place, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def check_writable(path: Path, overwrite: bool, *, stream_ok: bool = False) -> None:
     """Fail early, before any work, if ``path`` exists and may not be replaced, or its
     folder is missing or read-only. Temporaries that a killed run left for ``path`` are
-    removed (see :func:`remove_stale_temporaries`)."""
+    removed (see :func:`remove_stale_temporaries`).
+
+    A device or pipe (:func:`is_stream`) is accepted, with or without ``overwrite``, where
+    the writer streams into it (``stream_ok``: a single file written in one pass); it is
+    refused everywhere else (a folder, or a file built under a temporary name)."""
     path = Path(path)
+    if is_stream(path):
+        if stream_ok:
+            return
+        raise KmervaeError(f"{path} is a device or a pipe: this output must be a file or folder")
     if _exists(path) and not overwrite:
-        raise KmervaeError(f"{path} already exists (use --force to replace it)")
+        # what a killed writer left after its commit goes even though the output stands
+        with contextlib.suppress(OSError):
+            remove_stale_temporaries(path)
+        raise OutputExistsError(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise KmervaeError(f"output folder {parent} does not exist")
@@ -139,14 +161,48 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the system tells it (Linux), since
+    setting it to read it back races with threads that create files meanwhile."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the process umask."""
+    return 0o666 & ~_umask()
+
+
+def give_default_mode(path: Path) -> None:
+    """Give the regular file ``path`` the mode of a file made with ``open()`` (see
+    :func:`default_file_mode`). Writers that make their files private (``tempfile.mkstemp``,
+    safetensors) would otherwise leave 0600 outputs among 0644 ones."""
+    path = Path(path)
+    if path.is_file() and not path.is_symlink():
+        os.chmod(path, default_file_mode())
+
+
 @contextlib.contextmanager
 def atomic_file(final: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary file path that becomes ``final`` when the block ends without error."""
+    """Yield a temporary file path that becomes ``final`` when the block ends without error.
+    A device or pipe (``/dev/null``, a FIFO) is yielded itself, to be written in place."""
     final = Path(final)
+    if is_stream(final):
+        yield final
+        return
     check_writable(final, overwrite)
     tmp = temporary_name(final)
     try:
         yield tmp
+        give_default_mode(tmp)  # whatever wrote it, the output gets the usual mode
     except BaseException:
         remove_path(tmp)
         raise

@@ -12,8 +12,13 @@ import numpy as np
 
 from kmervae.errors import KmervaeError
 from kmervae.io.atomic import atomic_file, naming_oserrors
-from kmervae.io.fasta import read_fasta_records, write_wrapped
+from kmervae.io.fasta import file_stem, read_fasta_records, write_wrapped
 from kmervae.io.streams import check_readable
+from kmervae.provenance import atomic_with_sidecar, run_provenance
+
+#: the columns of ``chop --table``: contig id, genome file name, record id, 0-based start,
+#: end and length of the piece
+TABLE_COLUMNS = ("contig_id", "file", "record", "start", "end", "length")
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class ChopSpec:
             )
         if not 1 <= self.min_keep <= self.min_length:
             raise KmervaeError(
-                f"--min-length must be between 1 and the lower contig length "
+                f"min_keep must be between 1 and the lower contig length "
                 f"({self.min_length}), got {self.min_keep}"
             )
 
@@ -59,28 +64,25 @@ def chop_sequence(
         start = end
 
 
-def _file_stem(path: str | Path) -> str:
-    name = Path(str(path)).name
-    for suffix in (".gz", ".bz2", ".xz", ".zst"):
-        name = name.removesuffix(suffix)
-    return name.rsplit(".", 1)[0] if "." in name else name
-
-
 def chop_genomes(
     genomes: list[str | Path],
     output: str | Path,
     spec: ChopSpec,
     *,
     table: str | Path | None = None,
-    prefix_file: bool = False,
+    prefix_ids: bool = False,
     line_width: int = 80,
     overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the pieces of every record of ``genomes`` to FASTA ``output`` (``.gz``: gzip).
 
-    Ids are ``record.N`` (N from 1 within each record), or ``FILESTEM:record.N`` with
-    ``prefix_file``. ``table`` gets one TSV row per contig: id, file, record, start (0-based),
-    end, length. Returns counts.
+    Ids are ``record.N`` (N from 1 within each record), or ``STEM_record.N`` with
+    ``prefix_ids`` (STEM: :func:`~kmervae.io.fasta.file_stem`, as in ``profile
+    --prefix-ids``). ``table`` gets a header line, then one TSV row per contig
+    (:data:`TABLE_COLUMNS`: id, file name, record, start (0-based), end, length); its
+    provenance (``provenance``, the cut and the genomes) goes to the sidecar
+    ``TABLE.json`` (:func:`kmervae.provenance.sidecar_path`). Returns counts.
     """
     for path in genomes:
         check_readable(path)
@@ -88,9 +90,25 @@ def chop_genomes(
     output = Path(output)
     n_contigs = n_bases = n_records = 0
     seen_ids: set[str] = set()
+    record: dict[str, Any] = {
+        "kind": "chop table",
+        "columns": list(TABLE_COLUMNS),
+        "fasta": str(output.resolve()),
+        "genomes": [str(Path(str(g)).resolve()) for g in genomes],
+        "spec": {
+            "min_length": spec.min_length,
+            "max_length": spec.max_length,
+            "min_keep": spec.min_keep,
+            "seed": spec.seed,
+            "prefix_ids": prefix_ids,
+        },
+        "provenance": provenance or run_provenance(seed=spec.seed),
+    }
     with (
         atomic_file(output, overwrite) as tmp,
-        atomic_file(Path(table), overwrite) if table else contextlib.nullcontext() as tmp_table,
+        atomic_with_sidecar(Path(table), record, overwrite=overwrite)
+        if table
+        else contextlib.nullcontext() as tmp_table,
     ):
         if output.name.endswith(".gz"):
             from isal import igzip
@@ -104,16 +122,16 @@ def chop_genomes(
             tab = _Named(open(tmp_table, "w"), Path(table))  # noqa: SIM115
         try:
             if tab:
-                tab.write("contig_id\tfile\trecord\tstart\tend\tlength\n")
+                tab.write("\t".join(TABLE_COLUMNS) + "\n")
             for path in genomes:
-                stem = _file_stem(path)
+                stem = file_stem(path)
                 for number, (ident, _header, seq) in enumerate(read_fasta_records(path), 1):
                     n_records += 1
-                    base = f"{stem}:{ident}" if prefix_file else ident
+                    base = f"{stem}_{ident}" if prefix_ids else ident
                     if base in seen_ids:
                         raise KmervaeError(
                             f"{path}: record {number}: id {ident!r} repeats an earlier "
-                            "record (use --prefix-file)"
+                            "record (prefix_ids prefixes each id with its file's stem)"
                         )
                     seen_ids.add(base)
                     for n, (start, end) in enumerate(chop_sequence(seq, spec, rng), 1):
@@ -131,6 +149,7 @@ def chop_genomes(
             out.close()
             if tab:
                 tab.close()
+        record["n_rows"] = n_contigs
     return {"records": n_records, "contigs": n_contigs, "bases": n_bases}
 
 

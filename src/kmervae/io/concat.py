@@ -57,6 +57,7 @@ from kmervae.io.dataset import (
     DatasetWriter,
     ProfileDataset,
     check_output,
+    dataset_record,
     iter_id_blocks,
     iter_row_blocks,
     legacy_ids_candidates,
@@ -75,7 +76,7 @@ from kmervae.io.shuffle import (
     gather_rows,
     scatter_rows,
 )
-from kmervae.provenance import file_sha256, run_provenance
+from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
 
@@ -326,23 +327,6 @@ class _StreamDigest:
         self._fh.close()
 
 
-def _input_record(ds: ProfileDataset, data_sha256: str) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "path": str(ds.path),
-        "format": ds.kind,
-        "n_rows": ds.n_rows,
-        "dtype": ds.dtype.name,
-    }
-    if ds.kind == "native":
-        record["features_sha256"] = data_sha256
-        record["ids_sha256"] = ds.manifest.get("ids_sha256") or file_sha256(ds.ids_path)
-    else:
-        record["npy_sha256"] = data_sha256
-        record["ids_path"] = str(ds.ids_path)
-        record["ids_sha256"] = file_sha256(ds.ids_path)
-    return record
-
-
 def _check_rows(ds: ProfileDataset, start: int, rows: RowBlock) -> None:
     """Refuse values no profile has: NaN or infinite features, a negative length, a G+C
     fraction outside [0, 1] (NaN is allowed: no A/C/G/T), an ambiguous count below -1.
@@ -396,7 +380,7 @@ def _stream_inputs(
                     _check_rows(ds, start, rows)
                     yield rows
                     digest.advance(stop)
-                records.append(_input_record(ds, digest.hexdigest()))
+                records.append(dataset_record(ds, features_sha256=digest.hexdigest()))
             finally:
                 digest.close()
     finally:
@@ -502,16 +486,16 @@ def concat_datasets(
         raise KmervaeError(f"unsupported feature dtype {dtype!r} (use float32 or float16)")
     if fmt == "legacy" and dtype not in (None, "float32"):
         raise KmervaeError(
-            "the legacy format is float32 only (drop --dtype or use --format native)"
+            "the legacy format is float32 only (use the dtype float32 or the native format)"
         )
     if split is not None and not 0.0 < split < 1.0:
         raise KmervaeError(
-            f"--split takes the train fraction, between 0 and 1 exclusive; got {split}"
+            f"split takes the train fraction, between 0 and 1 exclusive; got {split}"
         )
     if not (math.isfinite(memory_mb) and memory_mb > 0):
-        raise KmervaeError(f"--memory must be positive, got {memory_mb}")
+        raise KmervaeError(f"memory_mb must be positive, got {memory_mb}")
     if seed is not None and seed < 0:
-        raise KmervaeError(f"--seed must be a non-negative integer, got {seed}")
+        raise KmervaeError(f"seed must be a non-negative integer, got {seed}")
     targets = [Path(output)] if split is None else split_output_paths(output, fmt)
     for target in targets:
         check_output(target, fmt, overwrite)
@@ -527,7 +511,7 @@ def concat_datasets(
         n_train = round(split * n_rows)
         if not 0 < n_train < n_rows:
             raise KmervaeError(
-                f"--split {split} of {n_rows} rows leaves "
+                f"split {split} of {n_rows} rows leaves "
                 f"{'no train' if n_train == 0 else 'no validation'} rows"
             )
     if seed is None and (shuffle or split is not None):

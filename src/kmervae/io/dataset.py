@@ -56,15 +56,17 @@ from kmervae.io.atomic import (
 from kmervae.io.manifest import read_json_manifest
 from kmervae.io.npy import NpyStreamWriter, load_npy
 from kmervae.kmers.layout import FEATURE_LAYOUT, FeatureLayout
+from kmervae.provenance import chunks_sha256
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "kmervae-profiles"
 SCHEMA_VERSION = 1
 FEATURE_DTYPES = ("float32", "float16")
-_LEGACY_LAYOUTS = {1 + FEATURE_LAYOUT.n_features: FEATURE_LAYOUT}
+#: the layouts a legacy ``.npy`` may hold, by its columns (the length column included)
+LEGACY_LAYOUTS = {1 + FEATURE_LAYOUT.n_features: FEATURE_LAYOUT}
 for _ks in ((5, 4, 3, 2, 1), (4,)):
-    _LEGACY_LAYOUTS[1 + FeatureLayout(_ks).n_features] = FeatureLayout(_ks)
+    LEGACY_LAYOUTS[1 + FeatureLayout(_ks).n_features] = FeatureLayout(_ks)
 # gzip and zlib errors carry no file name; they are re-raised naming the file
 _COMPRESSED_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
 
@@ -307,9 +309,9 @@ class ProfileDataset:
                 f"{npy}: legacy profiles must be a 2-D float32 array, got "
                 f"{matrix.ndim}-D {matrix.dtype.str}"
             )
-        layout = _LEGACY_LAYOUTS.get(matrix.shape[1])
+        layout = LEGACY_LAYOUTS.get(matrix.shape[1])
         if layout is None:
-            known = ", ".join(str(n) for n in sorted(_LEGACY_LAYOUTS))
+            known = ", ".join(str(n) for n in sorted(LEGACY_LAYOUTS))
             raise InputError(
                 f"{npy}: {matrix.shape[1]} columns matches no feature layout "
                 f"(expected {known}: length + features)"
@@ -366,6 +368,11 @@ class ProfileDataset:
     @property
     def dtype(self) -> np.dtype:
         return self._features.dtype
+
+    @property
+    def data_file(self) -> Path:
+        """The file that holds the features: ``features.npy`` (native) or ``NAME.npy``."""
+        return self._data_file
 
     def lengths(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """int64 sequence lengths of rows ``start:stop``."""
@@ -507,10 +514,7 @@ def verify_ids_file(path: Path, expected: str | None) -> None:
     """Raise an InputError if the SHA-256 of the ids file ``path`` is not ``expected``."""
     if not expected:
         return
-    digest = hashlib.sha256()
-    for data in _chunks(path, 16 << 20):
-        digest.update(data)
-    if digest.hexdigest() != expected:
+    if chunks_sha256(_chunks(path, 16 << 20)) != expected:
         raise InputError(
             f"{path}: ids do not match the manifest checksum "
             "(file changed or belongs to another dataset)"
@@ -520,6 +524,89 @@ def verify_ids_file(path: Path, expected: str | None) -> None:
 def open_dataset(path: str | Path) -> ProfileDataset:
     """Open a native dataset directory or a legacy ``NAME.npy`` (+ ``NAME.txt[.gz]``)."""
     return ProfileDataset(path)
+
+
+#: the keys of :func:`dataset_record`, in the order they are written
+DATASET_RECORD_KEYS = (
+    "path",
+    "kind",
+    "n_rows",
+    "dtype",
+    "layout",
+    "sources",
+    "ids_path",
+    "ids_sha256",
+    "features_sha256",
+    "features_sampled_sha256",
+)
+
+
+def dataset_record(
+    ds: ProfileDataset,
+    *,
+    features_sha256: str | None = None,
+    sample_features: bool = False,
+) -> dict[str, Any]:
+    """What an output records about the profile dataset it was made from: the one record
+    written into run folders, model cards, embedding stores and concatenated datasets.
+
+    Keys (:data:`DATASET_RECORD_KEYS`): ``path`` (absolute), ``kind`` (``native`` or
+    ``legacy``), ``n_rows``, ``dtype``, ``layout``, ``sources`` (the first 50 source names),
+    ``ids_path`` (absolute), ``ids_sha256`` (SHA-256 of the ids text, decompressed: the
+    manifest's checksum), ``features_sha256`` (SHA-256 of :attr:`ProfileDataset.data_file`,
+    or None) and ``features_sampled_sha256`` (a sampled SHA-256 of that file, or None).
+
+    Parameters
+    ----------
+    features_sha256
+        The SHA-256 of the feature file, when the caller has read it through anyway.
+    sample_features
+        Also take a sampled SHA-256 of the feature file: its size and 64 spread blocks, so
+        that a 150 GB matrix is not read through (see :func:`kmervae.provenance.sampled_sha256`).
+    """
+    from kmervae.provenance import sampled_sha256
+
+    return {
+        "path": str(Path(ds.path).resolve()),
+        "kind": ds.kind,
+        "n_rows": ds.n_rows,
+        "dtype": ds.dtype.name,
+        "layout": ds.layout.to_json(),
+        "sources": ds.source_names[:50],
+        "ids_path": str(Path(ds.ids_path).resolve()),
+        "ids_sha256": ds.ids_text_sha256,
+        "features_sha256": features_sha256,
+        "features_sampled_sha256": sampled_sha256(ds.data_file) if sample_features else None,
+    }
+
+
+#: the ``checksums`` mapping of run records written before :func:`dataset_record`
+_OLD_CHECKSUMS = {
+    "features (sampled SHA-256)": "features_sampled_sha256",
+    "ids (SHA-256)": "ids_sha256",
+}
+
+
+def read_dataset_record(record: Any) -> dict[str, Any]:
+    """A dataset record as :func:`dataset_record` writes it, from one that an earlier kmervae
+    wrote (``format`` for ``kind``, ``npy_sha256`` for ``features_sha256``, a ``checksums``
+    mapping) or this one; a nested ``validation`` record is read the same way. Keys it does
+    not know are kept; anything but a mapping gives an empty record."""
+    if not isinstance(record, dict):
+        return {}
+    out = dict(record)
+    if "kind" not in out and "format" in out:
+        out["kind"] = out.pop("format")
+    if out.get("features_sha256") is None and "npy_sha256" in out:
+        out["features_sha256"] = out.pop("npy_sha256")
+    checksums = out.pop("checksums", None)
+    if isinstance(checksums, dict):
+        for old, new in _OLD_CHECKSUMS.items():
+            if checksums.get(old):
+                out[new] = checksums[old]  # the ids text's checksum, even for legacy ids
+    if isinstance(out.get("validation"), dict):
+        out["validation"] = read_dataset_record(out["validation"])
+    return out
 
 
 def legacy_paths(path: str | Path) -> tuple[Path, Path]:
@@ -575,7 +662,7 @@ class DatasetWriter:
             raise KmervaeError(f"unknown dataset format {fmt!r} (use native or legacy)")
         if fmt == "legacy" and dtype != "float32":
             raise KmervaeError(
-                "the legacy format is float32 only (drop --dtype or use --format native)"
+                "the legacy format is float32 only (use the dtype float32 or the native format)"
             )
         self.layout = layout
         self.dtype = dtype

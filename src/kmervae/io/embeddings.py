@@ -279,6 +279,18 @@ class Embeddings:
         """All ids as one list (loads them: use :meth:`iter_ids` for big stores)."""
         return [i for block in self.iter_ids() for i in block]
 
+    def iter_blocks(self, block_rows: int = 65536) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(ids, float32 (n, latent) mu) blocks of ``block_rows`` rows, in row order, read
+        with plain reads (memory stays flat, whatever the store's size)."""
+        reader = RowReader(self.path / "embeddings.npy", (self.n_rows, self.latent))
+        start = 0
+        try:
+            for ids in rechunk_ids(self.iter_ids(1 << 20), block_rows):
+                yield ids, reader.read(start, start + len(ids))
+                start += len(ids)
+        finally:
+            reader.close()
+
     def verify_ids(self) -> None:
         """Check ``ids.txt`` against the manifest checksum."""
         verify_ids_file(self.ids_path, self.manifest.get("ids_sha256"))
@@ -291,6 +303,46 @@ class Embeddings:
             f"Embeddings({str(self.path)!r}, rows={self.n_rows}, latent={self.latent}, "
             f"sigma={self._sigma is not None}, model={self.model_fingerprint[:12] or '?'})"
         )
+
+
+class RowReader:
+    """Rows of a 2-D float32 ``.npy`` (``shape``) by plain file reads: the pages of a memory
+    map would count as this process's memory and grow with N."""
+
+    def __init__(self, path: Path, shape: tuple[int, int]):
+        from numpy.lib import format as npformat
+
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        version = npformat.read_magic(self._fh)
+        read_header = (
+            npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+        )
+        read_header(self._fh)
+        self.offset = self._fh.tell()
+        self.cols = shape[1]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """float32 (stop - start, cols): rows ``start:stop``."""
+        self._fh.seek(self.offset + start * self.cols * 4)
+        data = np.fromfile(self._fh, dtype="<f4", count=(stop - start) * self.cols)
+        if data.size != (stop - start) * self.cols:
+            raise InputError(f"{self._fh.name}: truncated at row {start}")
+        return data.reshape(stop - start, self.cols)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def rechunk_ids(blocks: Iterator[list[str]], size: int) -> Iterator[list[str]]:
+    """The ids of ``blocks`` again, in blocks of ``size`` (the last one shorter)."""
+    buf: list[str] = []
+    for block in blocks:
+        buf.extend(block)
+        while len(buf) >= size:
+            yield buf[:size]
+            buf = buf[size:]
+    if buf:
+        yield buf
 
 
 def open_embeddings(path: str | Path) -> Embeddings:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kmervae.errors import InputError
+from kmervae.io.prefetch import put_until_stopped
 from kmervae.io.streams import open_input, read_exactly
 
 BLOCK_SIZE = 4 << 20
@@ -109,13 +110,7 @@ class SegmentReader:
         return self.stats.name
 
     def _put(self, q: queue.Queue, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(q, item, self._stop)
 
     def _new_segment(self, index: int) -> Segment | None:
         seg = Segment(index=index, source=self.stats.name, stop=self._stop)

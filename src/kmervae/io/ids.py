@@ -109,7 +109,7 @@ class IdRegistry:
         names = writer.sources
         files = sorted({names[src]["name"] for _, src in rows})
         where = f"within {files[0]}" if len(files) == 1 else "in " + " and ".join(files)
-        hint = "" if prefixed else "; use --prefix-ids to prefix each id with its file's stem"
+        hint = "" if prefixed else "; prefix each id with its file's stem (prefix_ids)"
         more = f" ({len(dups) - 1} more repeated ids)" if len(dups) > 1 else ""
         raise InputError(f"duplicate record id {ident!r} ({len(rows)} times, {where}){more}{hint}")
 

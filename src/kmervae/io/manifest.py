@@ -1,4 +1,5 @@
-"""Reading the JSON manifest every kmervae output carries: one definition of the checks."""
+"""The JSON of kmervae outputs: reading a manifest (one definition of the checks) and
+writing a record that may hold NumPy values."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from kmervae._version import __version__
 from kmervae.errors import InputError
+from kmervae.io.atomic import atomic_file
 
 
 def read_json_manifest(
@@ -33,3 +35,22 @@ def read_json_manifest(
             f"than this kmervae ({__version__}) reads; upgrade kmervae"
         )
     return manifest
+
+
+def json_default(value: Any) -> Any:
+    """The ``default`` of ``json.dumps`` for NumPy values: a scalar as the Python number, an
+    array as nested lists; anything else is a TypeError."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, record: Any, overwrite: bool = False) -> None:
+    """Write ``record`` (NumPy values allowed) to ``path`` as indented JSON, atomically;
+    an existing ``path`` is replaced only with ``overwrite``."""
+    with atomic_file(path, overwrite) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2, default=json_default) + "\n")

@@ -1,30 +1,27 @@
 """Profile rows read in blocks for inference: from a dataset on disk or an ``.npy`` stream.
 
-Both readers yield :class:`RowBlock` s of float32 features in a model's columns (selected
+Both readers yield :class:`FeatureBlock` s of float32 features in a model's columns (selected
 from the input's layout; float16 converted), each block checked for NaN and infinities.
 Dataset files are read with plain sequential reads rather than through the memory map: the
 pages a memory map touches count as the process's memory, which would then grow with the
 dataset. The bytes read are hashed on the way (the input checksum of the output).
-:class:`Prefetch` runs a reader in a background thread a bounded number of blocks ahead.
+:class:`kmervae.io.prefetch.Prefetch` reads them ahead in a background thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import threading
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
 from kmervae.errors import InputError
 from kmervae.io.dataset import (
-    _LEGACY_LAYOUTS,
+    LEGACY_LAYOUTS,
     ProfileDataset,
     iter_row_blocks,
 )
@@ -33,7 +30,7 @@ from kmervae.kmers.layout import FeatureLayout
 
 
 @dataclass
-class RowBlock:
+class FeatureBlock:
     """Rows ``start : start + n`` of an input: features float32 (n x F, C-contiguous) in the
     model's columns, and per-row columns (``lengths`` int64, ``gc`` float32, ``sources``
     int32) where the input has them."""
@@ -148,7 +145,7 @@ class DatasetBlocks:
         self._whole_row = isinstance(self._select, slice) and self._select == slice(0, self.width)
         self.sha256 = ""
 
-    def __iter__(self) -> Iterator[RowBlock]:
+    def __iter__(self) -> Iterator[FeatureBlock]:
         ds = self.dataset
         features = _NpyRows(self.data_file, ds.n_rows, self.width, ds.dtype, digest=True)
         side: dict[str, _NpyRows] = {}
@@ -182,7 +179,7 @@ class DatasetBlocks:
                             f"{lengths[wrong[0]]} in column 0"
                         )
                     columns = {"lengths": lengths.astype(np.int64)}
-                yield RowBlock(start, x, columns)
+                yield FeatureBlock(start, x, columns)
             self.sha256 = features.hexdigest()
         finally:
             features.close()
@@ -234,7 +231,7 @@ class NpyStreamBlocks:
         self.dtype = dtype
         self.width = n_columns
         model = FeatureLayout(tuple(ks))
-        candidates = [model, *(lay for lay in _LEGACY_LAYOUTS.values() if lay != model)]
+        candidates = [model, *(lay for lay in LEGACY_LAYOUTS.values() if lay != model)]
         for layout in candidates:
             if not set(model.ks) <= set(layout.ks):
                 continue
@@ -249,7 +246,7 @@ class NpyStreamBlocks:
             "with a leading length column"
         )
 
-    def __iter__(self) -> Iterator[RowBlock]:
+    def __iter__(self) -> Iterator[FeatureBlock]:
         for start, stop in iter_row_blocks(self.n_rows, self.block_rows):
             raw = np.empty((stop - start, self.width), self.dtype)
             try:
@@ -262,63 +259,4 @@ class NpyStreamBlocks:
             bad = first_bad_row(x)
             if bad >= 0:
                 raise InputError(f"{self.name}: row {start + bad + 1} has NaN or infinite features")
-            yield RowBlock(start, x)
-
-
-_DONE = object()
-
-
-class _Failure:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-class Prefetch:
-    """Iterate ``blocks`` in a background thread, ``depth`` blocks ahead (bounded memory).
-
-    An exception in the thread is raised in the consumer; :meth:`close` stops the thread.
-    """
-
-    def __init__(
-        self, blocks: Iterator[RowBlock] | DatasetBlocks | NpyStreamBlocks, depth: int = 2
-    ):
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._produce, args=(blocks,), name="kmervae-embed-reader", daemon=True
-        )
-        self._thread.start()
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self, blocks: Any) -> None:
-        final: object = _DONE
-        try:
-            with closing(iter(blocks)) as it:
-                for block in it:
-                    if not self._put(block):
-                        return
-        except BaseException as exc:  # handed to the consumer, which raises it
-            final = _Failure(exc)
-        self._put(final)
-
-    def __iter__(self) -> Iterator[RowBlock]:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.exc
-            assert isinstance(item, RowBlock)
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+            yield FeatureBlock(start, x)

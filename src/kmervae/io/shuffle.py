@@ -104,7 +104,7 @@ class SplitSelector:
     def __init__(self, n_rows: int, n_train: int, rng: np.random.Generator):
         if max(n_train, n_rows - n_train) >= _HYPERGEOMETRIC_LIMIT:
             raise KmervaeError(
-                "--split without --shuffle handles under 10^9 rows per side; add --shuffle"
+                "a split without shuffling handles under 10^9 rows per side; shuffle too"
             )
         self._rows_left = n_rows
         self._train_left = n_train

@@ -229,9 +229,9 @@ def profile_fasta(
     skipped. ``progress`` is called with raw input bytes consumed since the last call.
     """
     if threads < 1:
-        raise KmervaeError("--threads must be at least 1")
+        raise KmervaeError("threads must be at least 1")
     if min_length < 0:
-        raise KmervaeError("--min-length must be 0 or more")
+        raise KmervaeError("min_length must be 0 or more")
     if not inputs:
         raise KmervaeError("no input files")
     if sum(str(p) == "-" for p in inputs) > 1:

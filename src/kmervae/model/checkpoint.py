@@ -3,6 +3,9 @@
 A checkpoint is one ``torch.save`` file written under a temporary name and renamed, so a
 run killed at any moment leaves the previous checkpoint intact. It is read back with
 ``weights_only=True``: only tensors and plain Python values, never arbitrary objects.
+
+Epochs are counted from 1 (``epoch``: the last epoch done, ``best_epoch``). Checkpoints of
+schema 1 counted them from 0; :func:`load_checkpoint` reads them as if they had not.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ import torch
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import atomic_file, naming_oserrors
+from kmervae.io.dataset import read_dataset_record
 from kmervae.model.config import TrainConfig, VAEConfig
 
 if TYPE_CHECKING:
     from kmervae.model.files import LoadedModel
 
 CHECKPOINT_FORMAT = "kmervae-checkpoint"
-CHECKPOINT_SCHEMA = 1
+#: 2: epochs counted from 1 (schema 1 counted them from 0)
+CHECKPOINT_SCHEMA = 2
 # may differ between a run and its resume; every other field must match
 RESUMABLE_CHANGES = ("epochs", "early_stopping")
 
@@ -95,7 +100,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("model_config", "model_state", "epoch"):
         if key not in data:
             raise InputError(f"{path}: checkpoint lacks {key!r}")
+    if data.get("schema_version", 0) < 2:
+        _count_epochs_from_one(data)
     return data
+
+
+def _count_epochs_from_one(data: dict[str, Any]) -> None:
+    """Shift the 0-based epochs of a schema-1 checkpoint to the 1-based ones of schema 2."""
+    data["epoch"] = int(data["epoch"]) + 1
+    if data.get("best_epoch") is not None:
+        data["best_epoch"] = int(data["best_epoch"]) + 1
+    metrics = data.get("metrics")
+    if isinstance(metrics, dict) and isinstance(metrics.get("epoch"), int):
+        metrics["epoch"] += 1
+    data["schema_version"] = CHECKPOINT_SCHEMA
 
 
 def check_resume_config(
@@ -125,9 +143,15 @@ def check_resume_config(
 
 
 def check_resume_data(stored: dict[str, Any], now: dict[str, Any], run_dir: Path) -> None:
-    """Refuse to resume on data other than the run's: other rows, ids or file contents."""
+    """Refuse to resume on data other than the run's: other rows, ids or file contents.
+
+    ``stored`` and ``now`` are the run's dataset records (:func:`kmervae.io.dataset.
+    dataset_record`, with a ``validation`` record for a separate validation dataset); a
+    record of an earlier kmervae is read with :func:`kmervae.io.dataset.read_dataset_record`.
+    """
     if not stored:  # a checkpoint that recorded nothing about its data
         return
+    stored = read_dataset_record(stored)
     for role, old, new in (
         ("dataset", stored, now),
         ("validation dataset", stored.get("validation"), now.get("validation")),
@@ -137,20 +161,24 @@ def check_resume_data(stored: dict[str, Any], now: dict[str, Any], run_dir: Path
         if old is None or new is None:
             raise KmervaeError(
                 f"{run_dir}: the run started "
-                + (f"with --validation {old['path']}" if old else "without --validation")
+                + (
+                    f"with the validation dataset {old['path']}"
+                    if old
+                    else "without a validation dataset"
+                )
                 + "; resume it the same way"
             )
         changes = []
         if old.get("n_rows") != new["n_rows"]:
             changes.append(f"{old.get('n_rows')} rows when the run started, {new['n_rows']} now")
-        elif old.get("ids_sha256") != new["ids_sha256"]:
+        elif old.get("ids_sha256") and old["ids_sha256"] != new["ids_sha256"]:
             changes.append("its ids changed")
-        recorded = old.get("checksums") or {}
-        changes += [
-            f"its {name} changed"
-            for name, digest in recorded.items()
-            if new["checksums"].get(name) != digest
-        ]
+        for key, what in (
+            ("features_sha256", "features"),
+            ("features_sampled_sha256", "features (sampled SHA-256)"),
+        ):
+            if old.get(key) and new.get(key) and old[key] != new[key]:
+                changes.append(f"its {what} changed")
         if changes:
             raise KmervaeError(
                 f"{new['path']}: not the {role} the run in {run_dir} started with "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmervae.errors import KmervaeError
+from kmervae.errors import KmervaeError, OutputExistsError
 from kmervae.io.atomic import check_writable, remove_stale_temporaries
 from kmervae.kmers.layout import FeatureLayout
 
@@ -243,12 +243,10 @@ def check_run_folder(run_dir: str | Path, *, resume: bool, overwrite: bool) -> N
         raise KmervaeError(f"{run_dir} exists and is not a run folder")
     entries = [entry.name for entry in run_dir.iterdir()]
     if entries and not overwrite:
-        raise KmervaeError(
-            f"{run_dir} already exists (use --resume to continue it or --force to start over)"
-        )
+        raise OutputExistsError(run_dir, resumable=True)
     if entries and not set(entries) & set(RUN_ENTRIES):
         raise KmervaeError(
-            f"{run_dir} is not a training run folder; --force replaces only run folders"
+            f"{run_dir} is not a training run folder; overwrite replaces only run folders"
         )
 
 

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.dataset import ProfileDataset, open_dataset
+from kmervae.io.dataset import ProfileDataset, dataset_record, open_dataset
 from kmervae.io.npy import first_bad_row
-from kmervae.provenance import sampled_sha256
+from kmervae.io.prefetch import Prefetch
+
+if TYPE_CHECKING:  # the batch sources need torch; the split and row reads do not
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +68,6 @@ class TrainingData:
     info: dict[str, Any]
 
 
-def dataset_info(ds: ProfileDataset) -> dict[str, Any]:
-    """Identity of a dataset for a run's records: path, size, layout and the checksums that
-    let a resume tell that the data were rewritten: of the ids text (read when the dataset
-    was opened) and a sampled SHA-256 of the feature file (its size and 64 spread blocks,
-    so that a 150 GB matrix is not read through at every start)."""
-    features = ds.path / "features.npy" if ds.kind == "native" else ds.path
-    return {
-        "path": str(Path(ds.path).resolve()),
-        "kind": ds.kind,
-        "n_rows": ds.n_rows,
-        "ids_sha256": ds.manifest.get("ids_sha256"),
-        "checksums": {
-            "features (sampled SHA-256)": sampled_sha256(features),
-            "ids (SHA-256)": ds.ids_text_sha256,
-        },
-        "layout": ds.layout.to_json(),
-        "sources": ds.source_names[:50],
-    }
-
-
 def columns_for(ds: ProfileDataset, ks: tuple[int, ...]) -> np.ndarray:
     """The columns of k-groups ``ks`` in ``ds``; an InputError when it lacks one."""
     try:
@@ -95,7 +75,7 @@ def columns_for(ds: ProfileDataset, ks: tuple[int, ...]) -> np.ndarray:
     except ValueError:
         raise InputError(
             f"{ds.path}: its k-groups {list(ds.layout.ks)} do not include the "
-            f"model's {list(ks)} (--ks)"
+            f"model's {list(ks)} (ks)"
         ) from None
 
 
@@ -126,17 +106,18 @@ def open_training_data(
     if len(split.train) < batch_size:
         raise InputError(
             f"{ds.path}: {len(split.train)} training rows, fewer than one batch "
-            f"({batch_size}); use a smaller --batch-size"
+            f"({batch_size}); use a smaller batch_size"
         )
     if len(split.validation) < batch_size:
         raise InputError(
             f"{val_ds.path}: a validation set of {len(split.validation)} rows is smaller "
-            f"than one batch ({batch_size}); use a larger --val-fraction, a validation "
-            "dataset, or a smaller --batch-size"
+            f"than one batch ({batch_size}); use a larger val_fraction, a validation "
+            "dataset, or a smaller batch_size"
         )
-    info = dataset_info(ds)
+    # the sampled checksum of the features lets a resume tell that the data were rewritten
+    info = dataset_record(ds, sample_features=True)
     if validation is not None:
-        info["validation"] = dataset_info(val_ds)
+        info["validation"] = dataset_record(val_ds, sample_features=True)
     return TrainingData(ds, columns, val_ds, val_columns, split, info)
 
 
@@ -181,6 +162,8 @@ class ResidentBatches:
         device: torch.device,
         block_rows: int = 65536,
     ):
+        import torch
+
         dtype = torch.float16 if device.type in ("cuda", "mps") else torch.float32
         self.n_rows = len(rows)
         self.data = torch.empty((self.n_rows, len(columns)), dtype=dtype, device=device)
@@ -193,6 +176,8 @@ class ResidentBatches:
 
     def epoch(self, batch_size: int, seed: int | None, drop_last: bool) -> Iterator[torch.Tensor]:
         """Batches of float32 rows; a seeded random order, or file order when ``seed`` is None."""
+        import torch
+
         if seed is None:
             order = None
         else:
@@ -272,35 +257,12 @@ class StreamedBatches:
         """Batches of float32 rows. A background thread fills the next buffer while this one
         is used; batches are gathered from the buffer through its order (no shuffled copy),
         so at most three buffers exist: one used, one queued, one filling."""
-        filled: queue.Queue = queue.Queue(maxsize=1)
-        stop = threading.Event()
+        import torch
 
-        def produce() -> None:
-            try:
-                for buf in self._buffers(seed):
-                    while not stop.is_set():
-                        try:
-                            filled.put(buf, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                filled.put(None)
-            except BaseException as exc:  # re-raised in the consumer
-                filled.put(exc)
-
-        thread = threading.Thread(target=produce, name="kmervae-batches", daemon=True)
-        thread.start()
+        reader = Prefetch(self._buffers(seed), depth=1, name="kmervae-batches")
         carry = np.empty((0, len(self.columns)), np.float32)
         try:
-            while True:
-                item = filled.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                block, order = item
+            for block, order in reader:
                 n = len(block)
                 start = 0
                 if len(carry):  # rows left from the previous buffer start this one's first batch
@@ -324,10 +286,11 @@ class StreamedBatches:
             if len(carry) and not drop_last:
                 yield torch.from_numpy(carry).to(self.device)
         finally:
-            stop.set()
-            thread.join(timeout=5)
+            reader.close(timeout=5)
 
     def subset(self, count: int) -> torch.Tensor:
+        import torch
+
         rows = self.rows[:count]
         return torch.from_numpy(read_rows(self.dataset, self.columns, rows)).to(self.device)
 

@@ -25,11 +25,13 @@ import numpy as np
 from kmervae.cores import available_threads
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.atomic import check_writable
-from kmervae.io.dataset import ProfileDataset, open_dataset
+from kmervae.io.dataset import ProfileDataset, dataset_record, open_dataset
 from kmervae.io.embeddings import EmbeddingsWriter
 from kmervae.io.npy import first_bad_row
-from kmervae.io.row_blocks import DatasetBlocks, NpyStreamBlocks, Prefetch, RowBlock
+from kmervae.io.prefetch import Prefetch
+from kmervae.io.row_blocks import DatasetBlocks, FeatureBlock, NpyStreamBlocks
 from kmervae.model.config import VAEConfig
+from kmervae.model.device import check_device_name, resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +46,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 1024
 #: the largest block: 2^20 rows of the reference 2772 features are 11 GB of float32
 MAX_BATCH_SIZE = 1 << 20
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class EncoderBackend(Protocol):
@@ -61,35 +62,6 @@ class EncoderBackend(Protocol):
     def fingerprint(self) -> str: ...
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """The torch device for ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda[:N]``, ``mps``.
-
-    Raises
-    ------
-    KmervaeError
-        The device is unknown or not present.
-    """
-    import torch
-
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = bool(mps is not None and mps.is_available())
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if has_mps else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise KmervaeError(f"device {device}: PyTorch sees no CUDA GPU here")
-        return torch.device(device)
-    if device == "mps":
-        if not has_mps:
-            raise KmervaeError("device mps: PyTorch sees no Apple GPU (MPS) here")
-        return torch.device("mps")
-    raise KmervaeError(f"unknown device {device!r} (use one of {', '.join(DEVICES)})")
 
 
 class TorchEncoder:
@@ -184,7 +156,7 @@ def load_encoder(
     if path.suffix.lower() == ".onnx":
         if device not in ("auto", "cpu"):
             raise KmervaeError(
-                f"an ONNX encoder runs on the CPU here; for --device {device} give the model "
+                f"an ONNX encoder runs on the CPU here; for device {device} give the model "
                 "folder instead"
             )
         try:
@@ -195,8 +167,10 @@ def load_encoder(
             raise KmervaeError(
                 f"ONNX models need onnxruntime ({exc.name} is missing): pip install onnxruntime"
             ) from None
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise KmervaeError(f"unknown device {device!r} (use one of {', '.join(DEVICES)})")
+    check_device_name(device)
+    from kmervae._extras import require
+
+    require("torch", extra="train", purpose=f"{path} (a model folder or .pt)")
     from kmervae.model.files import load_model
 
     loaded = load_model(path)
@@ -239,8 +213,8 @@ class EmbedSummary:
 
 def _encode_blocks(
     encoder: EncoderBackend,
-    blocks: Iterator[RowBlock] | DatasetBlocks | NpyStreamBlocks,
-    emit: Callable[[RowBlock, np.ndarray, np.ndarray], None],
+    blocks: Iterator[FeatureBlock] | DatasetBlocks | NpyStreamBlocks,
+    emit: Callable[[FeatureBlock, np.ndarray, np.ndarray], None],
     *,
     name_row: Callable[[int], str],
     progress: Callable[[int], None] | None,
@@ -249,7 +223,7 @@ def _encode_blocks(
     """Encode every block (read ahead in a thread), hand (block, mu, logvar) to ``emit``;
     ``while_reading`` runs first, while the thread fetches the first blocks."""
     n = 0
-    reader = Prefetch(blocks)
+    reader: Prefetch[FeatureBlock] = Prefetch(blocks, name="kmervae-embed-reader")
     try:
         if while_reading is not None:
             while_reading()
@@ -365,7 +339,7 @@ def embed_profiles(
     threads = threads or available_threads()
     encoder = _open_model(model, device, threads)
     model_record = describe_encoder(encoder)
-    _check_layout(ds, encoder.config, model_record["path"] or type(encoder).__name__)
+    _check_layout(ds, encoder.config, model_record["path"] or f"({model_record['backend']})")
     blocks = DatasetBlocks(ds, encoder.config.ks, batch_size)
     with EmbeddingsWriter(
         output,
@@ -387,7 +361,7 @@ def embed_profiles(
         log.debug("model: %s", model_record)
         log.debug("dataset: %s (%s, %d rows, %s)", ds.path, ds.kind, ds.n_rows, ds.dtype)
 
-        def emit(block: RowBlock, mu: np.ndarray, logvar: np.ndarray) -> None:
+        def emit(block: FeatureBlock, mu: np.ndarray, logvar: np.ndarray) -> None:
             writer.append(mu, np.exp(0.5 * logvar) if sigma else None, **block.columns)
 
         def name_row(row: int) -> str:
@@ -400,11 +374,9 @@ def embed_profiles(
         n = _encode_blocks(
             encoder, blocks, emit, name_row=name_row, progress=progress, while_reading=copy_ids
         )
-        dataset_record = _dataset_record(ds, blocks.sha256)
-        log.debug("dataset checksums: %s", dataset_record)
-        writer.close(
-            {"model": model_record, "dataset": dataset_record, "provenance": provenance or {}}
-        )
+        source = dataset_record(ds, features_sha256=blocks.sha256)
+        log.debug("dataset checksums: %s", source)
+        writer.close({"model": model_record, "dataset": source, "provenance": provenance or {}})
     seconds = time.perf_counter() - started
     log.info("%d rows embedded in %.1f s (%.0f rows/s) into %s", n, seconds, n / seconds, output)
     return EmbedSummary(
@@ -423,26 +395,6 @@ def _check_layout(ds: ProfileDataset, config: VAEConfig, model_name: str) -> Non
             f"{','.join(map(str, config.ks))} ({config.n_features} features): another "
             "feature layout"
         ) from None
-
-
-def _dataset_record(ds: ProfileDataset, data_sha256: str) -> dict[str, Any]:
-    from kmervae.provenance import file_sha256
-
-    record: dict[str, Any] = {
-        "path": str(Path(ds.path).resolve()),
-        "kind": ds.kind,
-        "n_rows": ds.n_rows,
-        "dtype": ds.dtype.name,
-        "layout": ds.layout.to_json(),
-    }
-    if ds.kind == "native":
-        record["features_sha256"] = data_sha256
-        record["ids_sha256"] = ds.manifest.get("ids_sha256") or file_sha256(ds.ids_path)
-    else:
-        record["npy_sha256"] = data_sha256
-        record["ids_path"] = str(Path(ds.ids_path).resolve())
-        record["ids_sha256"] = file_sha256(ds.ids_path)
-    return record
 
 
 def embed_npy_stream(
@@ -485,7 +437,7 @@ def embed_npy_stream(
     header = {"descr": "<f4", "fortran_order": False, "shape": (blocks.n_rows, latent)}
     npformat.write_array_header_1_0(sink, header)
 
-    def emit(block: RowBlock, mu: np.ndarray, logvar: np.ndarray) -> None:
+    def emit(block: FeatureBlock, mu: np.ndarray, logvar: np.ndarray) -> None:
         sink.write(np.ascontiguousarray(mu, dtype="<f4").data.cast("B"))
 
     n = _encode_blocks(

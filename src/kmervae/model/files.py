@@ -20,7 +20,13 @@ from safetensors.torch import load_file, save_file
 
 from kmervae._version import __version__
 from kmervae.errors import InputError, KmervaeError
-from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
+from kmervae.io.atomic import (
+    check_writable,
+    give_default_mode,
+    remove_path,
+    replace_path,
+    temporary_name,
+)
 from kmervae.model.config import VAEConfig
 from kmervae.model.vae import VAE, Decoder, Encoder
 from kmervae.provenance import file_sha256
@@ -66,6 +72,7 @@ def save_model(
             save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         except SafetensorError as exc:  # its I/O errors (a full disk) are not OSErrors
             raise KmervaeError(f"{directory}: cannot write the weights ({exc})") from None
+        give_default_mode(tmp / "model.safetensors")  # safetensors writes it 0600
         config = {
             "format": MODEL_FORMAT,
             "schema_version": MODEL_SCHEMA,

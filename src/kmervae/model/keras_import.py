@@ -188,7 +188,7 @@ def infer_ks(n_features: int) -> tuple[int, ...]:
     )
     raise InputError(
         f"input width {n_features} matches no k-group set of the standard order (widths: "
-        f"{widths}); give the k-groups explicitly (--ks)"
+        f"{widths}); give the k-groups explicitly (ks)"
     )
 
 
@@ -367,7 +367,7 @@ def parse_keras_encoder(
         try:
             width = FeatureLayout(tuple(ks)).n_features
         except ValueError as exc:
-            raise InputError(f"--ks {','.join(map(str, ks))}: {exc}") from None
+            raise InputError(f"ks {','.join(map(str, ks))}: {exc}") from None
         if width != n_features:
             raise InputError(
                 f"{source}: k-groups {tuple(ks)} have {width} columns but the model's input "

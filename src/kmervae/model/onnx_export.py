@@ -142,7 +142,7 @@ def export_onnx(
     if written != opset:
         raise KmervaeError(
             f"opset {opset} was asked for but the {used} exporter wrote opset {written}; "
-            "not written (choose another --opset)"
+            "not written (choose another opset)"
         )
     data = proto.SerializeToString()
     max_diff = None

@@ -44,7 +44,7 @@ class OnnxEncoder:
     Parameters
     ----------
     path
-        An ``.onnx`` file written by ``kmervae export --onnx``.
+        An ``.onnx`` file written by ``kmervae export MODEL -o OUT.onnx``.
     intra_op_num_threads
         Threads ONNX Runtime uses within an operator; 0 (default) lets it choose
         (one per physical core).
@@ -96,7 +96,7 @@ class OnnxEncoder:
         if self.metadata.get(META_FORMAT) != ONNX_FORMAT:
             raise InputError(
                 f"{self.path}: not a kmervae ONNX encoder (no {META_FORMAT}={ONNX_FORMAT} "
-                "metadata; write one with 'kmervae export MODEL --onnx OUT.onnx')"
+                "metadata; write one with 'kmervae export MODEL -o OUT.onnx')"
             )
         try:
             schema = int(self.metadata.get(META_SCHEMA, "0"))

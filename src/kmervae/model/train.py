@@ -12,6 +12,11 @@ A run directory holds everything about one training run::
     model/                the best model as a published model folder (config.json,
                           model.safetensors, model card)
 
+Epochs are counted from 1 everywhere: in the log, ``history.jsonl``, the checkpoints,
+``run.json`` and :class:`TrainSummary`. (The schedules in :mod:`kmervae.model.schedules` take
+the 0-based index of an epoch.) One epoch's work is in :mod:`kmervae.model.epoch`; the run
+folder's history and placement in :mod:`kmervae.model.run_folder`.
+
 Everything about a request is checked before anything is written: the run folder, the
 device and runtime options, the data (which must hold the model's k-groups and at least one
 batch per part) and, on resume, that the configuration and the data (their checksums) are
@@ -22,15 +27,12 @@ only then; a run that fails or is stopped before that leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
 import random
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,15 +42,7 @@ import torch
 
 from kmervae._version import __version__
 from kmervae.errors import KmervaeError
-from kmervae.evaluate.fidelity import local_distance_fidelity
-from kmervae.io.atomic import (
-    atomic_file,
-    naming_oserrors,
-    remove_path,
-    remove_stale_temporaries,
-    replace_path,
-    temporary_name,
-)
+from kmervae.io.atomic import remove_path
 from kmervae.model.checkpoint import (
     check_resume_config,
     check_resume_data,
@@ -66,10 +60,19 @@ from kmervae.model.config import (
     check_run_folder,
     read_run_record,
 )
-from kmervae.model.data import TrainingData, make_batches, open_training_data, read_rows
+from kmervae.model.data import (
+    ResidentBatches,
+    TrainingData,
+    make_batches,
+    open_training_data,
+    read_rows,
+)
+from kmervae.model.device import resolve_device
+from kmervae.model.epoch import Progress, Session, train_epoch
 from kmervae.model.files import save_model
-from kmervae.model.schedules import PlateauState, cosine_lr, kl_weight, plateau_step
-from kmervae.model.vae import VAE, vae_loss
+from kmervae.model.run_folder import RunFiles, RunHistory, resume_from_one, write_text
+from kmervae.model.schedules import PlateauState
+from kmervae.model.vae import VAE
 from kmervae.viz.curves import plot_training_curves
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainSummary:
+    """What a call of :func:`train_vae` did; epochs are counted from 1."""
+
     run_dir: Path
     epochs_run: int
     last_epoch: int
@@ -86,54 +91,29 @@ class TrainSummary:
     model_dir: Path
 
 
-def pick_device(name: str) -> torch.device:
-    """The torch device for ``--device`` (auto, cpu, cuda, cuda:N or mps), checked to exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    kind, colon, index = name.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (colon and (kind != "cuda" or not index.isdigit())):
-        raise KmervaeError(f"--device {name}: unknown device (auto, cpu, cuda, cuda:N or mps)")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise KmervaeError(f"--device {name}: no CUDA device is available")
-        count = torch.cuda.device_count()
-        if colon and int(index) >= count:
-            raise KmervaeError(
-                f"--device {name}: no such CUDA device (this machine has {count}, "
-                f"cuda:0 to cuda:{count - 1})"
-            )
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise KmervaeError(f"--device {name}: Apple MPS is not available")
-    return torch.device(name)
-
-
 def check_runtime(runtime: RuntimeOptions) -> tuple[torch.device, bool]:
     """Check the runtime options against each other and the device; returns the device and
     whether to train under bf16 autocast."""
-    for value, allowed, flag in (
-        (runtime.precision, PRECISIONS, "--precision"),
-        (runtime.placement, PLACEMENTS, "--placement"),
-        (runtime.compile, COMPILE_MODES, "--compile"),
+    for value, allowed, name in (
+        (runtime.precision, PRECISIONS, "precision"),
+        (runtime.placement, PLACEMENTS, "placement"),
+        (runtime.compile, COMPILE_MODES, "compile"),
     ):
         if value not in allowed:
-            raise KmervaeError(f"{flag} {value}: unknown (one of {', '.join(allowed)})")
+            raise KmervaeError(f"{name} {value}: unknown (one of {', '.join(allowed)})")
     if runtime.threads is not None and not 0 <= runtime.threads <= 4096:
-        raise KmervaeError(f"--threads must be in [0, 4096], got {runtime.threads}")
+        raise KmervaeError(f"threads must be in [0, 4096], got {runtime.threads}")
     if runtime.memory_mb < 1:
-        raise KmervaeError(f"--memory must be >= 1 (MB), got {runtime.memory_mb}")
-    device = pick_device(runtime.device)
+        raise KmervaeError(f"memory_mb must be >= 1, got {runtime.memory_mb}")
+    device = resolve_device(runtime.device)
     bf16_ok = device.type == "cpu" or (
         device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
     )
     if runtime.precision == "bf16" and not bf16_ok:
-        raise KmervaeError(f"--precision bf16: not supported on {device}; use fp32")
+        raise KmervaeError(f"precision bf16: not supported on {device}; use fp32")
     if runtime.compile == "reduce-overhead" and device.type != "cuda":
         raise KmervaeError(
-            f"--compile reduce-overhead uses CUDA graphs and needs a CUDA device, not {device}"
+            f"compile reduce-overhead uses CUDA graphs and needs a CUDA device, not {device}"
         )
     use_bf16 = runtime.precision == "bf16" or (
         runtime.precision == "auto" and device.type == "cuda" and bf16_ok
@@ -141,47 +121,61 @@ def check_runtime(runtime: RuntimeOptions) -> tuple[torch.device, bool]:
     return device, use_bf16
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+# -- the steps of a run ----------------------------------------------------------------------
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` under a temporary name; a failure names ``path``."""
-    with naming_oserrors(path), atomic_file(path, overwrite=True) as tmp, open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+def train_vae(
+    dataset: str | Path,
+    run_dir: str | Path,
+    model_config: VAEConfig | None = None,
+    train_config: TrainConfig | None = None,
+    *,
+    validation: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    runtime: RuntimeOptions | None = None,
+    provenance: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
+) -> TrainSummary:
+    """Train a VAE on a profile dataset; see the module docstring for the run directory.
 
+    The steps: check the request and open the data (:func:`_check_request`, nothing is
+    written), build the model and optimiser (:func:`_build_model`), start the run or resume
+    it (:func:`_start_run`, :func:`_resume_run`), load the batches (:func:`_load_batches`),
+    run the epochs (:func:`_run_epochs`) and publish the model (:func:`_finish`).
 
-class _History:
-    """history.jsonl: append-only; a resume drops lines of epochs after the checkpoint."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-
-    def load(self, upto_epoch: int | None) -> None:
-        rows = []
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a kill
-                if upto_epoch is not None and row.get("epoch", -1) > upto_epoch:
-                    continue  # an epoch whose checkpoint never landed: it will be redone
-                rows.append(row)
-        _write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
-        self.rows = rows
-
-    def append(self, row: dict[str, Any]) -> None:
-        with naming_oserrors(self.path), open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.rows.append(row)
+    ``on_epoch`` is called with each epoch's history line. ``on_run_dir`` is called with the
+    folder the run is written in (for a new run, the temporary folder that becomes
+    ``run_dir``) before anything is written there. ``overwrite``: replace an earlier run in
+    ``run_dir``, once the new run's first checkpoint has landed. A failure after that keeps
+    the checkpoints and says that ``resume`` continues.
+    """
+    model_config = model_config or VAEConfig()
+    cfg = train_config or TrainConfig()
+    runtime = runtime or RuntimeOptions()
+    run_dir = Path(run_dir)
+    check_run_folder(run_dir, resume=resume, overwrite=overwrite)
+    plan = _check_request(dataset, validation, run_dir, model_config, cfg, runtime, resume)
+    files = RunFiles(run_dir, resume)
+    if plan.ckpt is not None:
+        files.saved_epoch = int(plan.ckpt["epoch"])
+    try:
+        if on_run_dir is not None:
+            on_run_dir(files.root)
+        model, optimizer = _build_model(model_config, cfg, runtime, plan.device)
+        history = files.open_history()
+        if plan.ckpt is None:
+            progress = _start_run(files, history, plan, model_config, cfg, provenance)
+        else:
+            progress = _resume_run(files, history, plan, model, optimizer, provenance)
+        session = _load_batches(plan, files, history, model, optimizer, model_config, cfg, runtime)
+        first_epoch = progress.epoch + 1
+        _run_epochs(session, progress, on_epoch)
+        return _finish(session, progress, first_epoch, provenance)
+    except BaseException as exc:
+        _account_for_failure(exc, files)
+        raise
 
 
 @dataclass
@@ -194,7 +188,7 @@ class _Plan:
     ckpt: dict[str, Any] | None
 
 
-def _prepare(
+def _check_request(
     dataset: str | Path,
     validation: str | Path | None,
     run_dir: Path,
@@ -203,7 +197,9 @@ def _prepare(
     runtime: RuntimeOptions,
     resume: bool,
 ) -> _Plan:
-    """Every check that can fail, cheapest first; writes nothing."""
+    """Check the inputs and open the data: every check that can fail, cheapest first (the
+    runtime and device, the checkpoint and its configuration, the data and, on resume, that
+    they are the run's). Writes nothing."""
     device, use_bf16 = check_runtime(runtime)
     ckpt = None
     if resume:
@@ -223,184 +219,148 @@ def _prepare(
     return _Plan(data, device, use_bf16, ckpt)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for a few steps that must not be cut in two."""
-    hold = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
+def _account_for_failure(exc: BaseException, files: RunFiles) -> None:
+    """Clean up after a run that failed or was stopped, before ``exc`` propagates: a run not
+    yet in place leaves nothing behind; one in place keeps its checkpoints, which a
+    KmervaeError or OSError then names (as a KmervaeError, raised from here)."""
+    if not files.placed:
+        remove_path(files.root)
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, hold)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    kept = (
+        f"{files.final} keeps the checkpoint of epoch {files.saved_epoch}; resume continues the run"
+        if files.saved_epoch is not None
+        else ""
+    )
+    if isinstance(exc, KeyboardInterrupt):
+        log.info("training stopped; %s", kept)
+    elif isinstance(exc, KmervaeError | OSError) and kept:
+        raise KmervaeError(f"{exc} ({kept})") from None
 
 
-class _RunFiles:
-    """Where a run is written: a new run in a temporary folder beside its run folder until
-    its first checkpoint lands (:meth:`place` then moves it into place, replacing an earlier
-    run), a resumed run in its run folder."""
-
-    def __init__(self, final: Path, resume: bool):
-        self.final = final
-        self.placed = resume
-        if resume:
-            self.root = final
-        else:
-            self.root = temporary_name(final)
-            remove_path(self.root)
-            self.root.mkdir()
-        self.saved_epoch: int | None = None  # of the newest checkpoint in place
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    def place(self) -> None:
-        if self.placed:
-            return
-        with _signals_held():
-            replace_path(self.root, self.final)
-            self.root, self.placed = self.final, True
-        log.debug("run moved into place at %s", self.final)
-
-
-def train_vae(
-    dataset: str | Path,
-    run_dir: str | Path,
-    model_config: VAEConfig | None = None,
-    train_config: TrainConfig | None = None,
-    *,
-    validation: str | Path | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    runtime: RuntimeOptions | None = None,
-    provenance: dict[str, Any] | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    on_run_dir: Callable[[Path], None] | None = None,
-) -> TrainSummary:
-    """Train a VAE on a profile dataset; see the module docstring for the run directory.
-
-    ``on_run_dir`` is called with the folder the run is written in (for a new run, the
-    temporary folder that becomes ``run_dir``) before anything is written there.
-    ``overwrite``: replace an earlier run in ``run_dir``, once the new run's first checkpoint
-    has landed. A failure after that keeps the checkpoints and says that ``resume`` continues.
-    """
-    model_config = model_config or VAEConfig()
-    cfg = train_config or TrainConfig()
-    runtime = runtime or RuntimeOptions()
-    run_dir = Path(run_dir)
-    check_run_folder(run_dir, resume=resume, overwrite=overwrite)
-    plan = _prepare(dataset, validation, run_dir, model_config, cfg, runtime, resume)
-    files = _RunFiles(run_dir, resume)
-    if plan.ckpt is not None:
-        files.saved_epoch = int(plan.ckpt["epoch"])
-    try:
-        if on_run_dir is not None:
-            on_run_dir(files.root)
-        return _train(plan, files, model_config, cfg, runtime, provenance, on_epoch)
-    except BaseException as exc:
-        if not files.placed:
-            remove_path(files.root)
-            raise
-        kept = (
-            f"{run_dir} keeps the checkpoint of epoch {files.saved_epoch + 1}; "
-            "--resume continues the run"
-            if files.saved_epoch is not None
-            else ""
-        )
-        if isinstance(exc, KeyboardInterrupt):
-            log.info("training stopped; %s", kept)
-        elif isinstance(exc, KmervaeError | OSError) and kept:
-            raise KmervaeError(f"{exc} ({kept})") from None
-        raise
-
-
-def _train(
-    plan: _Plan,
-    files: _RunFiles,
-    model_config: VAEConfig,
-    cfg: TrainConfig,
-    runtime: RuntimeOptions,
-    provenance: dict[str, Any] | None,
-    on_epoch: Callable[[dict[str, Any]], None] | None,
-) -> TrainSummary:
-    data, device, use_bf16, ckpt = plan.data, plan.device, plan.use_bf16, plan.ckpt
-    ds, val_ds, split, ds_info = data.dataset, data.validation, data.split, data.info
+def _build_model(
+    model_config: VAEConfig, cfg: TrainConfig, runtime: RuntimeOptions, device: torch.device
+) -> tuple[VAE, torch.optim.Optimizer]:
+    """Set torch's threads, seeds and (on the CPU) deterministic algorithms, then build the
+    model, with its seeded initial weights, and its Adam optimiser on ``device``."""
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
-    _seed_everything(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-
     model = VAE(model_config).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
     )
-    plateau = PlateauState(cfg.lr)
-    start_epoch, best_epoch, best_loss, since_best = 0, None, math.inf, 0
-    files.checkpoints.mkdir(exist_ok=True)
-    for name in ("last.pt", "best.pt"):
-        remove_stale_temporaries(files.checkpoints / name)
-    for name in ("history.jsonl", "run.json", "training_curves.png"):
-        remove_stale_temporaries(files.root / name)
-    history = _History(files.root / "history.jsonl")
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        plateau = PlateauState.from_json(ckpt["plateau"])
-        start_epoch = int(ckpt["epoch"]) + 1
-        best_epoch = ckpt.get("best_epoch")
-        best_loss = float(ckpt.get("best_val_loss", math.inf))
-        since_best = int(ckpt.get("since_best", 0))
-        restore_rng_state(ckpt["rng"])
-        run_info = read_run_record(files.root) if (files.root / "run.json").exists() else {}
-        run_info.setdefault("resumes", []).append(
-            {
-                "epoch": start_epoch,
-                "device": str(device),
-                "threads": torch.get_num_threads(),
-                "dataset": ds_info,
-                "provenance": provenance or {},
-            }
-        )
-        history.load(upto_epoch=int(ckpt["epoch"]))
-        history.append(
-            {
-                "event": "resume",
-                "from_epoch": start_epoch,
-                "time": time.time(),
-                "command": (provenance or {}).get("command"),
-            }
-        )
-        log.info("resuming %s at epoch %d", files.root, start_epoch + 1)
-    else:
-        history.load(upto_epoch=None)
-        run_info = {
-            "format": "kmervae-run",
-            "kmervae_version": __version__,
-            "model_config": model_config.to_json(),
-            "train_config": cfg.to_json(),
-            "dataset": ds_info,
-            "split": {
-                "train": len(split.train),
-                "validation": len(split.validation),
-                "seed": cfg.seed,
-                "val_fraction": cfg.val_fraction,
-            },
-            "device": str(device),
-            "threads": torch.get_num_threads(),  # CPU results depend on it (BatchNorm)
+    return model, optimizer
+
+
+def _start_run(
+    files: RunFiles,
+    history: RunHistory,
+    plan: _Plan,
+    model_config: VAEConfig,
+    cfg: TrainConfig,
+    provenance: dict[str, Any] | None,
+) -> Progress:
+    """Start a new run: an empty history and a fresh ``run.json``."""
+    history.load(upto_epoch=None)
+    split = plan.data.split
+    run_info = {
+        "format": "kmervae-run",
+        "kmervae_version": __version__,
+        "model_config": model_config.to_json(),
+        "train_config": cfg.to_json(),
+        "dataset": plan.data.info,
+        "split": {
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "seed": cfg.seed,
+            "val_fraction": cfg.val_fraction,
+        },
+        "device": str(plan.device),
+        "threads": torch.get_num_threads(),  # CPU results depend on it (BatchNorm)
+        "provenance": provenance or {},
+    }
+    write_text(files.root / "run.json", json.dumps(run_info, indent=2) + "\n")
+    return Progress(PlateauState(cfg.lr))
+
+
+def _resume_run(
+    files: RunFiles,
+    history: RunHistory,
+    plan: _Plan,
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    provenance: dict[str, Any] | None,
+) -> Progress:
+    """Resume from the checkpoint: weights, optimiser, schedule and RNG state; the history
+    up to the checkpoint's epoch, with a resume line; the resume added to ``run.json``."""
+    ckpt = plan.ckpt
+    assert ckpt is not None  # a resume has a checkpoint
+    model.load_state_dict(ckpt["model_state"])
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    progress = Progress(
+        PlateauState.from_json(ckpt["plateau"]),
+        epoch=int(ckpt["epoch"]),
+        best_epoch=ckpt.get("best_epoch"),
+        best_loss=float(ckpt.get("best_val_loss", math.inf)),
+        since_best=int(ckpt.get("since_best", 0)),
+    )
+    restore_rng_state(ckpt["rng"])
+    first = progress.epoch + 1
+    run_info = read_run_record(files.root) if (files.root / "run.json").exists() else {}
+    resumes = [resume_from_one(r) for r in run_info.get("resumes", [])]
+    resumes.append(
+        {
+            "from_epoch": first,
+            "device": str(plan.device),
+            "threads": torch.get_num_threads(),
+            "dataset": plan.data.info,
             "provenance": provenance or {},
         }
-    _write_text(files.root / "run.json", json.dumps(run_info, indent=2) + "\n")
+    )
+    run_info["resumes"] = resumes
+    history.load(upto_epoch=progress.epoch)
+    history.append(
+        {
+            "event": "resume",
+            "from_epoch": first,
+            "time": time.time(),
+            "command": (provenance or {}).get("command"),
+        }
+    )
+    log.info("resuming %s at epoch %d", files.root, first)
+    write_text(files.root / "run.json", json.dumps(run_info, indent=2) + "\n")
+    return progress
 
+
+def _load_batches(
+    plan: _Plan,
+    files: RunFiles,
+    history: RunHistory,
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    model_config: VAEConfig,
+    cfg: TrainConfig,
+    runtime: RuntimeOptions,
+) -> Session:
+    """Place the data (resident or streamed, within ``runtime.memory_mb``), draw the fixed
+    samples of training and validation rows, compile the model if asked, and log the run."""
+    data, device = plan.data, plan.device
+    ds, split = data.dataset, data.split
     budget = runtime.memory_mb << 20
     train_batches = make_batches(
         ds, data.columns, split.train, device, runtime.placement, budget * 9 // 10
     )
     val_batches = make_batches(
-        val_ds, data.val_columns, split.validation, device, runtime.placement, budget // 10
+        data.validation,
+        data.val_columns,
+        split.validation,
+        device,
+        runtime.placement,
+        budget // 10,
     )
     rng = np.random.default_rng([cfg.seed, 1])
     eval_rows = np.sort(
@@ -410,7 +370,9 @@ def _train(
     pool_rows = np.sort(
         rng.choice(split.validation, min(cfg.fidelity_pool, len(split.validation)), replace=False)
     )
-    fidelity_pool = torch.from_numpy(read_rows(val_ds, data.val_columns, pool_rows)).to(device)
+    fidelity_pool = torch.from_numpy(read_rows(data.validation, data.val_columns, pool_rows)).to(
+        device
+    )
     step_model: torch.nn.Module = model
     if runtime.compile != "none":
         step_model = torch.compile(
@@ -428,228 +390,133 @@ def _train(
         cfg.batch_size,
         cfg.schedule,
         device,
-        " bf16" if use_bf16 else "",
-        type(train_batches).__name__,
+        " bf16" if plan.use_bf16 else "",
+        "resident" if isinstance(train_batches, ResidentBatches) else "streamed from disk",
+    )
+    return Session(
+        model=model,
+        step_model=step_model,
+        optimizer=optimizer,
+        train_batches=train_batches,
+        val_batches=val_batches,
+        train_eval=train_eval,
+        fidelity_pool=fidelity_pool,
+        # larger evaluation batches pay on accelerators; on the CPU they only cost memory
+        eval_batch=cfg.batch_size * 4 if device.type != "cpu" else cfg.batch_size,
+        device=device,
+        use_bf16=plan.use_bf16,
+        model_config=model_config,
+        cfg=cfg,
+        dataset_record=data.info,
+        files=files,
+        history=history,
     )
 
-    # larger evaluation batches pay on accelerators; on the CPU they only cost memory
-    eval_batch = cfg.batch_size * 4 if device.type != "cpu" else cfg.batch_size
-    stopped_early = False
-    last_plot = -math.inf  # the PNG is redrawn at most every 30 s, and at the first and last
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs):
+
+def _run_epochs(
+    session: Session, progress: Progress, on_epoch: Callable[[dict[str, Any]], None] | None
+) -> None:
+    """Run the epochs after ``progress.epoch`` up to ``cfg.epochs``: train, evaluate, save
+    the checkpoints and the history line, log; stop early when asked."""
+    cfg = session.cfg
+    first = progress.epoch + 1
+    for epoch in range(first, cfg.epochs + 1):
         started = time.perf_counter()
-        lr = (
-            cosine_lr(
-                epoch, lr=cfg.lr, min_lr=cfg.min_lr, epochs=cfg.epochs, warmup_epochs=cfg.lr_warmup
-            )
-            if cfg.schedule == "cosine"
-            else plateau.lr
-            if cfg.schedule == "plateau"
-            else cfg.lr
-        )
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        klw = kl_weight(epoch, cfg.kl_warmup)
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        model.train()
-        sums = torch.zeros(3, device=device, dtype=torch.float64)
-        n_seen = 0
-        for batch in train_batches.epoch(
-            cfg.batch_size, seed=cfg.seed * 7919 + epoch, drop_last=True
-        ):
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                recon, target, mu, logvar = step_model(batch)
-                losses = vae_loss(
-                    recon,
-                    target,
-                    mu,
-                    logvar,
-                    beta=model_config.beta,
-                    kl_weight=klw,
-                    distance_weight=model_config.distance_weight,
-                    distance_locality=model_config.distance_locality,
-                )
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            n = batch.shape[0]
-            sums += (
-                torch.stack(
-                    [losses["loss"].detach(), losses["recon"].detach(), losses["kl"].detach()]
-                ).double()
-                * n
-            )
-            n_seen += n
-        train_seconds = time.perf_counter() - started
-        train_loss, train_recon, train_kl = (sums / max(n_seen, 1)).tolist()
-        if not math.isfinite(train_loss):
-            raise KmervaeError(
-                f"epoch {epoch + 1}: the training loss is not finite; lower the learning rate"
-            )
-        model.eval()
-        val = _evaluate(
-            model,
-            val_batches.epoch(eval_batch, seed=None, drop_last=False),
-            model_config,
-            use_bf16,
-            device,
-        )
-        train_eval_metrics = _evaluate(
-            model, iter(torch.split(train_eval, eval_batch)), model_config, use_bf16, device
-        )
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "lr": lr,
-            "kl_weight": klw,
-            "train_loss": train_loss,
-            "train_recon": train_recon,
-            "train_kl": train_kl,
-            "train_loss_eval": train_eval_metrics["loss"],
-            "val_loss": val["loss"],
-            "val_recon": val["recon"],
-            "val_kl": val["kl"],
-            "val_mse_per_k": val["mse_per_k"],
-        }
-        last_epoch = epoch == cfg.epochs - 1
-        if cfg.fidelity_every > 0 and ((epoch + 1) % cfg.fidelity_every == 0 or last_epoch):
-            fid = _fidelity(model, fidelity_pool, cfg.seed)
-            if fid is not None:
-                record.update(
-                    fidelity_spearman=fid["spearman"],
-                    fidelity_pearson=fid["pearson"],
-                    fidelity_pool=fid["pool"],
-                )
-        # the KL warm-up epochs (artificially low loss) never count for best or plateau
-        if cfg.schedule == "plateau":
-            plateau = plateau_step(
-                plateau,
-                val["loss"],
-                epoch,
-                ignore_before=cfg.kl_warmup,
-                patience=cfg.plateau_patience,
-                factor=cfg.plateau_factor,
-                min_lr=cfg.min_lr,
-            )
-            if plateau.lr != lr:
-                log.info(
-                    "epoch %d: learning rate %.3g -> %.3g (no validation gain in %d epochs)",
-                    epoch + 1,
-                    lr,
-                    plateau.lr,
-                    cfg.plateau_patience,
-                )
-        improved = epoch >= cfg.kl_warmup and val["loss"] < best_loss
-        if improved:
-            best_loss, best_epoch, since_best = val["loss"], epoch, 0
-        elif epoch >= cfg.kl_warmup:
-            since_best += 1
-        seconds = time.perf_counter() - started
-        record.update(
-            seconds=seconds,
-            train_seconds=train_seconds,
-            samples_per_s=n_seen / max(train_seconds, 1e-9),
-            epoch_samples_per_s=n_seen / max(seconds, 1e-9),
-            best=improved,
-        )
-        payload = {
-            "model_config": model_config.to_json(),
-            "train_config": cfg.to_json(),
-            "model_state": model.state_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            "plateau": plateau.to_json(),
-            "epoch": epoch,
-            "best_epoch": best_epoch,
-            "best_val_loss": best_loss,
-            "since_best": since_best,
-            "dataset": ds_info,
-            "metrics": {k: v for k, v in record.items() if not isinstance(v, dict)},
-        }
-        history.append(record)
-        if improved:
-            save_checkpoint(files.checkpoints / "best.pt", payload)
-        save_checkpoint(files.checkpoints / "last.pt", payload)
-        files.saved_epoch = epoch
-        files.place()  # a new run replaces an earlier one only now
-        history.path = files.root / "history.jsonl"
-        if time.monotonic() - last_plot > 30 or epoch in (start_epoch, cfg.epochs - 1):
-            plot_training_curves(history.rows, files.root / "training_curves.png")
-            last_plot = time.monotonic()
-        log.info(
-            "epoch %d/%d  train %.4g (eval mode %.4g)  val %.4g  recon %.4g  KL %.4g  "
-            "lr %.3g  %.1f s  %.0f samples/s%s%s",
-            epoch + 1,
-            cfg.epochs,
-            train_loss,
-            train_eval_metrics["loss"],
-            val["loss"],
-            val["recon"],
-            val["kl"],
-            lr,
-            seconds,
-            record["samples_per_s"],
-            f"  fidelity {record['fidelity_spearman']:.3f}"
-            if "fidelity_spearman" in record
-            else "",
-            "  *best*" if improved else "",
-        )
+        record, improved = train_epoch(session, progress, epoch, started)
+        _save_epoch(session, progress, record, improved, replot=epoch in (first, cfg.epochs))
+        _log_epoch(session, record, improved)
         if on_epoch is not None:
             on_epoch(record)
-        if cfg.early_stopping and epoch >= cfg.kl_warmup and since_best >= cfg.early_stopping:
+        if (
+            cfg.early_stopping
+            and epoch > cfg.kl_warmup
+            and progress.since_best >= cfg.early_stopping
+        ):
             log.info("early stop: no validation gain in %d epochs", cfg.early_stopping)
-            stopped_early = True
-            plot_training_curves(history.rows, files.root / "training_curves.png")
+            progress.stopped_early = True
+            plot_training_curves(session.history.rows, session.files.root / "training_curves.png")
             break
 
+
+def _save_epoch(
+    session: Session,
+    progress: Progress,
+    record: dict[str, Any],
+    improved: bool,
+    replot: bool,
+) -> None:
+    """Append the epoch's history line, write the checkpoints (``best.pt`` first when the
+    epoch is the best), move a new run into place, and redraw the curves (always when
+    ``replot``, else at most every 30 s)."""
+    files, history = session.files, session.history
+    payload = {
+        "model_config": session.model_config.to_json(),
+        "train_config": session.cfg.to_json(),
+        "model_state": session.model.state_dict(),
+        "optimizer_state": session.optimizer.state_dict(),
+        "plateau": progress.plateau.to_json(),
+        "epoch": progress.epoch,
+        "best_epoch": progress.best_epoch,
+        "best_val_loss": progress.best_loss,
+        "since_best": progress.since_best,
+        "dataset": session.dataset_record,
+        "metrics": {k: v for k, v in record.items() if not isinstance(v, dict)},
+    }
+    history.append(record)
+    if improved:
+        save_checkpoint(files.checkpoints / "best.pt", payload)
+    save_checkpoint(files.checkpoints / "last.pt", payload)
+    files.saved_epoch = progress.epoch
+    files.place()  # a new run replaces an earlier one only now
+    history.path = files.root / "history.jsonl"
+    if replot or time.monotonic() - session.last_plot > 30:
+        plot_training_curves(history.rows, files.root / "training_curves.png")
+        session.last_plot = time.monotonic()
+
+
+def _log_epoch(session: Session, record: dict[str, Any], improved: bool) -> None:
+    """The one log line of an epoch."""
+    log.info(
+        "epoch %d/%d  train %.4g (eval mode %.4g)  val %.4g  recon %.4g  KL %.4g  "
+        "lr %.3g  %.1f s  %.0f samples/s%s%s",
+        record["epoch"],
+        session.cfg.epochs,
+        record["train_loss"],
+        record["train_loss_eval"],
+        record["val_loss"],
+        record["val_recon"],
+        record["val_kl"],
+        record["lr"],
+        record["seconds"],
+        record["samples_per_s"],
+        f"  fidelity {record['fidelity_spearman']:.3f}" if "fidelity_spearman" in record else "",
+        "  *best*" if improved else "",
+    )
+
+
+def _finish(
+    session: Session, progress: Progress, first_epoch: int, provenance: dict[str, Any] | None
+) -> TrainSummary:
+    """Move the run into place (if no epoch did), publish the model folder and sum up."""
+    files = session.files
     files.place()
     model_dir = _publish(
-        files.root, files.checkpoints, model_config, cfg, ds_info, history.rows, provenance
+        files.root,
+        files.checkpoints,
+        session.model_config,
+        session.cfg,
+        session.dataset_record,
+        session.history.rows,
+        provenance,
     )
     return TrainSummary(
-        files.root, epoch + 1 - start_epoch, epoch, best_epoch, best_loss, stopped_early, model_dir
-    )
-
-
-def _evaluate(
-    model: VAE, batches: Any, config: VAEConfig, use_bf16: bool, device: torch.device
-) -> dict[str, Any]:
-    """Eval-mode loss with the full KL weight, its parts, and the MSE per k-group."""
-    layout = config.layout
-    sums = torch.zeros(3, device=device, dtype=torch.float64)
-    per_column = torch.zeros(layout.n_features, device=device, dtype=torch.float64)
-    n = 0
-    with torch.no_grad():
-        for batch in batches:
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                recon, target, mu, logvar = model(batch)
-                losses = vae_loss(
-                    recon,
-                    target,
-                    mu,
-                    logvar,
-                    beta=config.beta,
-                    kl_weight=1.0,
-                    distance_weight=config.distance_weight,
-                    distance_locality=config.distance_locality,
-                )
-            rows = batch.shape[0]
-            sums += torch.stack([losses["loss"], losses["recon"], losses["kl"]]).double() * rows
-            per_column += ((recon.float() - target) ** 2).sum(dim=0).double()
-            n += rows
-    loss, recon_mse, kl = (sums / max(n, 1)).tolist()
-    per_col = (per_column / max(n, 1)).cpu().numpy()
-    mse_per_k = {str(k): float(per_col[layout.group_slice(k)].mean()) for k in layout.ks}
-    return {"loss": loss, "recon": recon_mse, "kl": kl, "mse_per_k": mse_per_k}
-
-
-def _fidelity(model: VAE, pool: torch.Tensor, seed: int) -> dict[str, Any] | None:
-    if pool.shape[0] < 10:
-        return None
-    with torch.no_grad():
-        clr = model.encoder.clr(pool)
-        mu, _ = model.encoder.forward_clr(clr)
-    return local_distance_fidelity(
-        mu.float().cpu().numpy(), clr.cpu().numpy(), n_queries=100, k=50, seed=seed
+        files.root,
+        progress.epoch + 1 - first_epoch,
+        progress.epoch,
+        progress.best_epoch,
+        progress.best_loss,
+        progress.stopped_early,
+        model_dir,
     )
 
 
@@ -673,13 +540,13 @@ def _publish(
     card = {
         "name": run_dir.name,
         "training_data": {
-            **{k: ds_info.get(k) for k in ("path", "n_rows", "ids_sha256", "sources")},
+            **{k: v for k, v in ds_info.items() if k != "validation"},
             # a separate validation dataset, or None: a seeded split of the training data
             # (evaluate then knows which rows of it were never trained on)
             "validation": ds_info.get("validation"),
         },
         "metrics": {
-            "epoch": int(ckpt["epoch"]) + 1,
+            "epoch": int(ckpt["epoch"]),
             "val_loss": chosen.get("val_loss"),
             "val_recon_mse_x_F": chosen.get("val_recon"),
             "val_mse_per_k": chosen.get("val_mse_per_k"),

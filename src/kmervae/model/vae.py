@@ -7,8 +7,40 @@ import itertools
 import torch
 from torch import nn
 
+from kmervae.kmers.layout import FeatureLayout
 from kmervae.model.config import VAEConfig
-from kmervae.transform import CLRTransform
+from kmervae.transform import pseudocounts
+
+
+class CLRTransform(nn.Module):
+    """Per-group centred log-ratio of frequency profiles (:mod:`kmervae.transform`), on the
+    model's device.
+
+    Input: float tensor (batch x F), any float dtype (computed in float32).
+    Output: float32 (batch x F).
+    """
+
+    pseudocount: torch.Tensor
+
+    def __init__(self, layout: FeatureLayout):
+        super().__init__()
+        self.layout = layout
+        self.widths = list(layout.widths)
+        # persistent=False: derived from the layout, never stored in model files
+        self.register_buffer(
+            "pseudocount", torch.from_numpy(pseudocounts(layout)), persistent=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # always float32, also inside a mixed-precision (autocast) region
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y = torch.log(x.float() + self.pseudocount)
+            groups = y.split(self.widths, dim=1)
+            if torch.is_inference_mode_enabled() and not torch.jit.is_tracing():
+                for g in groups:  # inference: centre each group in place, no extra copy
+                    g.sub_(g.mean(dim=1, keepdim=True))
+                return y
+            return torch.cat([g - g.mean(dim=1, keepdim=True) for g in groups], dim=1)
 
 
 def _block(n_in: int, n_out: int, config: VAEConfig) -> list[nn.Module]:

@@ -311,7 +311,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
     bad = [f for f in chosen if f not in FORMATS]
     if bad or not chosen:
-        raise KmervaeError(f"--format takes png and/or pdf (comma-separated), got {text!r}")
+        raise KmervaeError(f"formats are png and/or pdf (comma-separated), got {text!r}")
     return chosen
 
 
@@ -355,9 +355,9 @@ def compare_groups(
     started = time.perf_counter()
     output = Path(output)
     if a == b:
-        raise KmervaeError(f"--a and --b are both {a!r}: compare two different groups")
+        raise KmervaeError(f"groups a and b are both {a!r}: compare two different groups")
     if not 2 <= bins <= 10_000:
-        raise KmervaeError(f"--bins must be between 2 and 10000, got {bins}")
+        raise KmervaeError(f"bins must be between 2 and 10000, got {bins}")
     formats = parse_formats(",".join(formats))
     check_writable(output, overwrite)
     rows = assign_groups(map_data.iter_ids(), map_data.n_rows, table, a, b, clusters)

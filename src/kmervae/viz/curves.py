@@ -1,4 +1,5 @@
-"""Training curves of a run, redrawn from its history after every epoch."""
+"""Training curves of a run, redrawn from its history after every epoch (epochs counted
+from 1; a history written when they were counted from 0 is read as if it had not)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from kmervae.io.atomic import atomic_file, naming_oserrors
+from kmervae.model.run_folder import history_from_one
 
 
 def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -15,7 +17,7 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [h for h in history if "epoch" in h and "val_loss" in h]
+    rows = [h for h in history_from_one(history) if "epoch" in h and "val_loss" in h]
     if not rows:
         return
     epochs = [h["epoch"] for h in rows]

@@ -218,12 +218,12 @@ def check_perplexity(perplexity: float, n: int) -> None:
     """Raise a KmervaeError when t-SNE cannot reach ``perplexity`` on ``n`` points: its
     neighbour search takes 3 x perplexity neighbours of each point, itself excluded."""
     if perplexity <= 0:
-        raise KmervaeError(f"--perplexity must be positive, got {perplexity:g}")
+        raise KmervaeError(f"perplexity must be positive, got {perplexity:g}")
     if 3 * perplexity > n - 1:
         most = max((n - 1) // 3, 0)
         raise KmervaeError(
             f"perplexity {perplexity:g} is too big for {n} contigs: t-SNE needs more than "
-            f"3 x perplexity contigs (use --perplexity {most} or less)"
+            f"3 x perplexity contigs (use a perplexity of {most} or less)"
         )
 
 
@@ -365,7 +365,7 @@ def tsne_map(
     coords = np.array(embedding, dtype=np.float32)
     del embedding, affinities
     if not np.isfinite(coords).all():
-        raise KmervaeError("t-SNE diverged (non-finite coordinates); try another --seed")
+        raise KmervaeError("t-SNE diverged (non-finite coordinates); try another seed")
     return coords
 
 
@@ -407,10 +407,10 @@ def umap_map(
     if n < MIN_ROWS:
         raise KmervaeError(f"{n} contigs are too few for a map (at least {MIN_ROWS})")
     if n_neighbors < 2:
-        raise KmervaeError(f"--n-neighbors must be at least 2, got {n_neighbors}")
+        raise KmervaeError(f"n_neighbors must be at least 2, got {n_neighbors}")
     if n_neighbors > n - 1:
         raise KmervaeError(
-            f"--n-neighbors {n_neighbors} is too big for {n} contigs (at most {n - 1})"
+            f"n_neighbors {n_neighbors} is too big for {n} contigs (at most {n - 1})"
         )
     data = vectors if rows is None else np.asarray(vectors[rows])
     kwargs: dict[str, Any] = {}
