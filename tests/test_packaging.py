@@ -152,6 +152,8 @@ MODEL_WITHOUT_TORCH = {
     "kmervae.model.device",
     "kmervae.model.embed",
     "kmervae.model.onnx_runtime",
+    "kmervae.model.pca",
+    "kmervae.model.pca_folder",
 }
 
 
@@ -230,6 +232,45 @@ def test_without_the_extras_every_other_module_imports_and_every_help_prints():
     assert result["loaded"] == []
     assert len(result["helps"]) >= 14
     assert set(result["helps"].values()) == {0}, result["helps"]
+
+
+def test_a_pca_model_is_fitted_embedded_and_evaluated_without_the_extras(tmp_path):
+    """fit-pca, embed and evaluate with a PCA model folder where torch, safetensors … cannot
+    be found."""
+    import numpy as np
+
+    from kmervae.io.dataset import DatasetWriter
+    from kmervae.kmers.layout import FeatureLayout
+
+    layout = FeatureLayout((3, 2, 1))
+    rng = np.random.default_rng(0)
+    for name, n in (("ds", 120), ("test", 60)):
+        with DatasetWriter(tmp_path / name, layout) as writer:
+            x = np.concatenate([rng.dirichlet(np.ones(w), n) for w in layout.widths], axis=1)
+            ids = [f"{name}{i}" for i in range(n)]
+            writer.append(x.astype(np.float32), np.full(n, 1000, np.int64), ids)
+            writer.close()
+    script = HIDE_OPTIONAL + textwrap.dedent(
+        f"""
+        import os
+        from kmervae.cli import main
+        os.chdir({str(tmp_path)!r})
+        for argv in (
+            ["fit-pca", "ds", "-o", "pca", "--components", "4", "-q"],
+            ["embed", "pca", "test", "-o", "emb", "-q"],
+            ["evaluate", "fidelity", "pca", "test", "-k", "5", "--queries", "10",
+             "--bootstrap", "0", "-q"],
+        ):
+            assert main(argv) == 0, argv
+        print(sorted(m for m in HIDDEN if m in sys.modules))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "emb" / "embeddings.npy").is_file()
 
 
 # ------------------------------------------------------------------------ Dockerfile

@@ -9,7 +9,7 @@ import pytest
 from embed_factory import SMALL, direct_encode, random_profiles, write_model, write_profiles
 
 from kmervae.errors import InputError
-from kmervae.evaluate.holdout import held_out_rows, sample_rows
+from kmervae.evaluate.holdout import held_out_rows
 from kmervae.evaluate.labels import align_labels, read_clustering, read_labels
 from kmervae.evaluate.representations import (
     CLRBaseline,
@@ -20,7 +20,7 @@ from kmervae.evaluate.representations import (
 )
 from kmervae.io.dataset import open_dataset
 from kmervae.kmers.layout import FeatureLayout
-from kmervae.model.data import random_split
+from kmervae.model.data import random_split, sample_rows
 from kmervae.transform import clr
 
 LAYOUT = SMALL.layout  # 4, 3, 2, 1-mers

@@ -42,13 +42,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Embed every row of a profile dataset: mu (z_mean) of the model's encoder, "
             "optionally sigma, with the ids, lengths (and GC, sources) carried over. "
-            "MODEL is a model folder, a training checkpoint .pt, or an encoder exported "
-            "with 'kmervae export -o OUT.onnx' (.onnx: run with ONNX Runtime, without PyTorch). "
+            "MODEL is a model folder, a training checkpoint .pt, an encoder exported "
+            "with 'kmervae export -o OUT.onnx' (.onnx: run with ONNX Runtime, without PyTorch), "
+            "or a PCA model folder from 'kmervae fit-pca' (NumPy; mu is the projection, "
+            "there is no sigma). "
             "DATASET '-' is pipe mode: one .npy of profiles on stdin (N x F, or N x (1+F) "
             "with the length column first), one float32 .npy of mu (N x latent) on stdout."
         ),
     )
-    parser.add_argument("model", metavar="MODEL", help="model folder, checkpoint .pt, or .onnx")
+    parser.add_argument(
+        "model", metavar="MODEL", help="model folder (VAE or PCA), checkpoint .pt, or .onnx"
+    )
     parser.add_argument(
         "dataset", metavar="DATASET", help="profile dataset (folder or legacy NAME.npy); '-': pipe"
     )

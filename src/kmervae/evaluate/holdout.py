@@ -19,7 +19,7 @@ import numpy as np
 
 from kmervae.errors import InputError, KmervaeError
 from kmervae.io.dataset import ProfileDataset, read_dataset_record
-from kmervae.model.data import random_split
+from kmervae.model.data import random_split, sample_rows
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,6 @@ def held_out_rows(
     return HeldOut(np.arange(dataset.n_rows), f"all {dataset.n_rows} rows of {dataset.path}")
 
 
-def sample_rows(rows: np.ndarray, count: int | None, seed: int) -> np.ndarray:
-    """A seeded sample of ``count`` of ``rows`` (all when None or more), sorted."""
-    if count is None or count >= len(rows):
-        return np.asarray(rows)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(rows, count, replace=False))
-
-
 # -- rows the model was trained on ---------------------------------------------------------
 
 
@@ -113,7 +105,9 @@ class TrainingRecord:
     ``path``, ``n_rows``, ``ids_sha256``: the training dataset. ``split``: the seed and
     validation fraction of the random split that held part of it out, or None when every
     row was trained on (a separate validation dataset) or when that is not recorded
-    (``split_known`` False). ``where``: the file the record was read from.
+    (``split_known`` False). ``where``: the file the record was read from. ``sample``: the
+    ``rows`` and ``seed`` of the seeded sample a PCA model was fitted on
+    (:func:`kmervae.model.data.sample_rows`), None when it was fitted on every row.
     """
 
     path: str | None
@@ -122,6 +116,7 @@ class TrainingRecord:
     split: dict[str, Any] | None
     split_known: bool
     where: str
+    sample: dict[str, Any] | None = None
 
 
 @dataclass
@@ -179,6 +174,17 @@ def training_record(
     data = read_dataset_record((card or {}).get("training_data"))
     if not data.get("ids_sha256"):
         return None
+    if (card or {}).get("kind") == "pca":  # fitted on every row, or on a seeded sample
+        sample = (card or {}).get("sample")
+        return TrainingRecord(
+            data.get("path"),
+            data.get("n_rows"),
+            data.get("ids_sha256"),
+            None,
+            True,
+            str(model_path / "card.json"),
+            sample if isinstance(sample, dict) else None,
+        )
     training = (card or {}).get("training") or {}
     split = None
     if "validation" in data and not data["validation"] and "val_fraction" in training:
@@ -201,6 +207,10 @@ def _ids_sha256(dataset: ProfileDataset) -> str:
 
 def _trained_rows(n_rows: int, record: TrainingRecord) -> np.ndarray:
     """Rows of the training dataset the model was fitted on (all when not known better)."""
+    if record.sample is not None:
+        return sample_rows(
+            np.arange(n_rows), int(record.sample["rows"]), int(record.sample["seed"])
+        )
     if record.split is None:
         return np.arange(n_rows)
     return random_split(

@@ -6,7 +6,8 @@ rows, so a trained model and the baselines are measured by the same code:
 ========================  ================================================================
 spec                      representation
 ========================  ================================================================
-a path                    mu of a trained model (model folder, checkpoint ``.pt``, ``.onnx``)
+a path                    mu of a model (model folder, checkpoint ``.pt``, ``.onnx``, PCA
+                          model folder)
 ``clr``                   the CLR-transformed profile, all k-groups of the dataset
 ``tetra`` (``clr4``)      CLR of the tetranucleotide (4-mer) group alone
 ``clrK1,K2,..`` e.g.      CLR of the named k-groups (``clr5,4,3,2,1``)
@@ -14,9 +15,10 @@ a path                    mu of a trained model (model folder, checkpoint ``.pt`
                           seeded sample of a training / reference dataset
 ========================  ================================================================
 
-The CLR is :mod:`kmervae.transform` (the only definition). PCA is fitted out of core: the
-mean and the scatter matrix of the CLR rows are accumulated block by block (float64, F x F),
-so memory is O(F²) whatever the number of fitted rows.
+The CLR is :mod:`kmervae.transform` (the only definition). PCA is :mod:`kmervae.model.pca`
+(the only definition, shared with the PCA model folders of ``kmervae fit-pca``): fitted out
+of core, the mean and the scatter matrix of the CLR rows accumulated block by block
+(float64, F x F), so memory is O(F²) whatever the number of fitted rows.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
 from kmervae.io.dataset import ProfileDataset
 from kmervae.io.npy import first_bad_row
 from kmervae.kmers.layout import FeatureLayout
-from kmervae.model.data import read_rows
+from kmervae.model.data import read_rows, sample_rows
+from kmervae.model.pca import CLRDecomposition, PCAProjection, decompose_clr
 from kmervae.transform import clr
 
 log = logging.getLogger(__name__)
@@ -116,18 +119,14 @@ def represent_rows(
     return out
 
 
-_EIGEN_CACHE: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_FIT_CACHE: dict[tuple[Any, ...], CLRDecomposition] = {}
 
 
-def _clr_eigen(
+def _decomposition(
     dataset: ProfileDataset, rows: np.ndarray, ks: tuple[int, ...], block_rows: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean float64 (F,), eigenvalues float64 (F,) descending and eigenvectors float64
-    (F x F) of the CLR covariance of ``rows``; cached, so PCA at several sizes fits once.
-
-    The scatter matrix is accumulated around the first block's mean (a shift that keeps the
-    float32 products accurate), then corrected to the exact mean.
-    """
+) -> CLRDecomposition:
+    """:func:`kmervae.model.pca.decompose_clr` of ``rows``, cached, so PCA at several sizes
+    on the same rows fits once."""
     import hashlib
 
     key = (
@@ -137,34 +136,11 @@ def _clr_eigen(
         hashlib.sha256(np.ascontiguousarray(rows, np.int64).tobytes()).hexdigest(),
         ks,
     )
-    if key in _EIGEN_CACHE:
-        return _EIGEN_CACHE[key]
-    layout = FeatureLayout(ks)
-    n_features = layout.n_features
-    columns = dataset_columns(dataset, ks, "PCA")
-    scatter = np.zeros((n_features, n_features), np.float64)
-    total = np.zeros(n_features, np.float64)
-    shift: np.ndarray | None = None
-    for start in range(0, len(rows), block_rows):
-        x = clr(read_rows(dataset, columns, rows[start : start + block_rows]), layout)
-        if shift is None:
-            shift = x.mean(axis=0)
-        x -= shift
-        scatter += x.T @ x
-        total += x.sum(axis=0, dtype=np.float64)
-    assert shift is not None
-    mean_shifted = total / len(rows)
-    cov = scatter / len(rows) - np.outer(mean_shifted, mean_shifted)
-    values, vectors = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1]
-    result = (
-        shift.astype(np.float64) + mean_shifted,
-        np.maximum(values[order], 0.0),
-        vectors[:, order],
-    )
-    _EIGEN_CACHE.clear()  # one fit set at a time: F x F float64 is 60 MB for 2772 features
-    _EIGEN_CACHE[key] = result
-    return result
+    if key not in _FIT_CACHE:
+        fit = decompose_clr(dataset, rows, ks, block_rows=block_rows)
+        _FIT_CACHE.clear()  # one fit set at a time: F x F float64 is 60 MB for 2772 features
+        _FIT_CACHE[key] = fit
+    return _FIT_CACHE[key]
 
 
 def clr_rows(
@@ -233,18 +209,16 @@ class CLRBaseline:
 
 @dataclass
 class PCABaseline:
-    """The first ``n_components`` principal components of the CLR profile of ``ks``.
+    """The first ``n_components`` principal components of the CLR profile of ``ks``: the
+    fit and the projection of :mod:`kmervae.model.pca`, which PCA model folders share.
 
-    Attributes set by :meth:`fit`: ``mean`` float64 (F,), ``components`` float32 (F x n),
-    ``explained`` float64 (n,) the fraction of variance of each component.
+    ``projection`` is set by :meth:`fit`.
     """
 
     n_components: int
     groups: tuple[int, ...]
     label: str = ""
-    mean: np.ndarray | None = None
-    components: np.ndarray | None = None
-    explained: np.ndarray | None = None
+    projection: PCAProjection | None = None
     fit_info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -268,8 +242,8 @@ class PCABaseline:
         seed: int = 42,
         block_rows: int = BLOCK_ROWS,
     ) -> PCABaseline:
-        """Fit on a seeded sample of at most ``max_rows`` of ``rows`` (default: all rows),
-        out of core: see :func:`_clr_eigen`."""
+        """Fit on a seeded sample of at most ``max_rows`` of ``rows`` (default: all rows;
+        :func:`kmervae.model.data.sample_rows`), out of core."""
         n_features = FeatureLayout(self.ks).n_features
         if not 1 <= self.n_components <= n_features:
             raise KmervaeError(
@@ -279,19 +253,15 @@ class PCABaseline:
         candidates = np.arange(dataset.n_rows) if rows is None else np.asarray(rows)
         if len(candidates) < 2:
             raise InputError(f"{dataset.path}: too few rows to fit {self.name}")
-        if len(candidates) > max_rows:
-            rng = np.random.default_rng(seed)
-            candidates = np.sort(rng.choice(candidates, max_rows, replace=False))
-        mean, values, vectors = _clr_eigen(dataset, candidates, self.ks, block_rows)
-        self.mean = mean
-        self.components = np.ascontiguousarray(vectors[:, : self.n_components], np.float32)
-        self.explained = values[: self.n_components] / max(values.sum(), 1e-300)
+        candidates = sample_rows(candidates, max_rows, seed)
+        fit = _decomposition(dataset, candidates, self.ks, block_rows)
+        self.projection = PCAProjection.from_decomposition(fit, self.n_components)
         n = len(candidates)
         self.fit_info = {
             "dataset": str(dataset.path),
             "rows": n,
             "seed": seed,
-            "explained_variance": float(self.explained.sum()),
+            "explained_variance": float(self.projection.explained_variance_ratio.sum()),
         }
         log.info(
             "%s fitted on %d rows of %s: %.1f %% of the CLR variance",
@@ -303,10 +273,9 @@ class PCABaseline:
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        if self.components is None or self.mean is None:
+        if self.projection is None:
             raise KmervaeError(f"{self.name}: fit() before transform()")
-        centred = clr(x, FeatureLayout(self.ks)) - self.mean.astype(np.float32)
-        return centred @ self.components
+        return self.projection.transform(x)
 
     def describe(self) -> dict[str, Any]:
         return {

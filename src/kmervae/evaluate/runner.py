@@ -30,7 +30,6 @@ from kmervae.evaluate.holdout import (
     HeldOut,
     held_out_rows,
     recorded_validation,
-    sample_rows,
     training_overlap,
     training_record,
 )
@@ -44,6 +43,8 @@ from kmervae.evaluate.representations import (
 )
 from kmervae.evaluate.taxonomy import TaxonomyRequest, clustering_scores, evaluate_agreement
 from kmervae.io.dataset import ProfileDataset, dataset_record, open_dataset
+from kmervae.model.config import model_kind
+from kmervae.model.data import sample_rows
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +311,10 @@ def run_reconstruction(
     if is_baseline(source.spec):
         raise InputError(
             f"{source.spec}: a baseline has no decoder; reconstruction needs a trained model"
+        )
+    if model_kind(source.spec) == "pca":
+        raise InputError(
+            f"{source.spec}: a PCA model has no decoder; reconstruction needs a trained VAE"
         )
     if str(source.spec).lower().endswith(".onnx"):
         raise InputError(

@@ -2,7 +2,9 @@
 recipe (:class:`TrainConfig`) and how to run it (:class:`RuntimeOptions`); the defaults are
 the reference model and recipe. The first two check their values on construction. A run
 folder's record (``run.json``) holds them; :func:`check_run_folder` tells, before anything is
-loaded, whether a run folder can be started or resumed."""
+loaded, whether a run folder can be started or resumed. A PCA model's config is
+:class:`PCAConfig`; :func:`read_model_folder` reads the ``config.json`` of a model folder of
+either kind."""
 
 from __future__ import annotations
 
@@ -13,15 +15,30 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from kmervae.errors import KmervaeError, OutputExistsError
+from kmervae._version import __version__
+from kmervae.errors import InputError, KmervaeError, OutputExistsError
 from kmervae.io.atomic import check_writable, remove_stale_temporaries
 from kmervae.kmers.layout import FeatureLayout
 
 
+class _KGroups:
+    """The feature layout of a config's k-groups ``ks``."""
+
+    ks: tuple[int, ...]
+
+    @property
+    def layout(self) -> FeatureLayout:
+        return FeatureLayout(tuple(self.ks))
+
+    @property
+    def n_features(self) -> int:
+        return self.layout.n_features
+
+
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(_KGroups):
     """Architecture of the VAE.
 
     Reference: canonical 6…1-mers (2772 features) -> 1024 -> 512 -> (mu, log var) of 384,
@@ -73,14 +90,6 @@ class VAEConfig:
         if self.logvar_min >= self.logvar_max:
             raise KmervaeError("model config: logvar_min must be below logvar_max")
 
-    @property
-    def layout(self) -> FeatureLayout:
-        return FeatureLayout(tuple(self.ks))
-
-    @property
-    def n_features(self) -> int:
-        return self.layout.n_features
-
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["ks"] = list(self.ks)
@@ -105,6 +114,87 @@ class VAEConfig:
 
 #: The 5-mer-through-1-mer variant (692 features) with 10 % dropout.
 FIVE_MER_CONFIG = VAEConfig(ks=(5, 4, 3, 2, 1), dropout=0.1)
+
+
+@dataclass(frozen=True)
+class PCAConfig(_KGroups):
+    """What a PCA model reads and gives: the k-groups ``ks`` of its input, in column order,
+    and ``latent`` coordinates (its components)."""
+
+    ks: tuple[int, ...]
+    latent: int
+
+    def __post_init__(self) -> None:
+        try:
+            FeatureLayout(tuple(self.ks))
+        except ValueError as exc:
+            raise KmervaeError(f"PCA config: {exc}") from None
+        if not 1 <= self.latent <= self.n_features:
+            raise KmervaeError(
+                f"PCA config: {self.latent} components for {self.n_features} features"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "pca", "ks": list(self.ks), "latent": self.latent}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PCAConfig:
+        return cls(tuple(int(k) for k in data["ks"]), int(data["latent"]))
+
+
+#: the config of a model that embeds: a VAE's or a PCA's
+EncoderConfig: TypeAlias = VAEConfig | PCAConfig
+
+#: ``format`` and newest ``schema_version`` of the ``config.json`` of a model folder
+MODEL_FORMAT = "kmervae-model"
+MODEL_SCHEMA = 1
+#: what a model folder holds (``kind`` in its ``config.json``; absent: ``vae``)
+MODEL_KINDS = ("vae", "pca")
+
+
+def read_model_folder(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of the model folder ``path``, checked: a kmervae model config of
+    a schema and kind this version reads; ``kind`` is filled in (``vae`` when absent).
+
+    Raises
+    ------
+    InputError
+        No ``config.json``, not JSON, not a kmervae model config, a newer schema or an
+        unknown kind.
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise InputError(
+            f"{path}: not a kmervae model (no config.json; expected a model folder "
+            "or a training checkpoint .pt)"
+        )
+    try:
+        meta = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}/config.json: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise InputError(f"{path}: config.json is not a kmervae model config")
+    if meta.get("schema_version", 0) > MODEL_SCHEMA:
+        raise InputError(
+            f"{path}: model schema {meta['schema_version']} is newer than this "
+            f"kmervae ({__version__}) reads; upgrade kmervae"
+        )
+    meta.setdefault("kind", "vae")
+    if meta["kind"] not in MODEL_KINDS:
+        raise InputError(
+            f"{path}: a model of kind {meta['kind']!r}, which this kmervae ({__version__}) "
+            f"does not read ({', '.join(MODEL_KINDS)}); upgrade kmervae"
+        )
+    return meta
+
+
+def model_kind(path: str | Path) -> str | None:
+    """``vae`` or ``pca`` for a model folder, None for anything else (a file, a folder
+    without a readable kmervae ``config.json``): a cheap look before a model is loaded."""
+    try:
+        return str(read_model_folder(path)["kind"]) if Path(path).is_dir() else None
+    except InputError:
+        return None
 
 
 SCHEDULES = ("plateau", "cosine", "constant")

@@ -52,6 +52,15 @@ def random_split(n_rows: int, val_fraction: float, seed: int) -> Split:
     return Split(np.flatnonzero(~is_val), np.flatnonzero(is_val))
 
 
+def sample_rows(rows: np.ndarray, count: int | None, seed: int) -> np.ndarray:
+    """A seeded sample of ``count`` of ``rows`` (all when None or more), sorted: the rows
+    a PCA is fitted on, and the queries of a protocol that takes at most ``count``."""
+    if count is None or count >= len(rows):
+        return np.asarray(rows)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(rows, count, replace=False))
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """The opened training (and validation) data, checked before a run starts.

@@ -1,11 +1,12 @@
 """Embedding: profile rows in, mu (and optionally sigma) out, block by block.
 
 One loop serves every backend: anything with ``config``, ``fingerprint`` and
-``encode(x) -> (mu, logvar)`` on NumPy arrays (:class:`EncoderBackend`). Two backends exist:
-:class:`TorchEncoder` wraps the PyTorch encoder of a model folder or checkpoint (CPU, CUDA or
-MPS), and :class:`kmervae.model.onnx_runtime.OnnxEncoder` runs an exported ``.onnx`` file
-with ONNX Runtime. The ONNX path never imports torch: every torch import in this module is
-inside a function that only the torch backend calls.
+``encode(x) -> (mu, logvar)`` on NumPy arrays (:class:`EncoderBackend`). Three backends
+exist: :class:`TorchEncoder` wraps the PyTorch encoder of a model folder or checkpoint (CPU,
+CUDA or MPS), :class:`kmervae.model.onnx_runtime.OnnxEncoder` runs an exported ``.onnx`` file
+with ONNX Runtime, and :class:`kmervae.model.pca_folder.PCAEncoder` projects onto the
+components of a PCA model folder with NumPy. The ONNX and PCA paths never import torch: every
+torch import in this module is inside a function that only the torch backend calls.
 
 Memory stays flat whatever the number of rows: a background thread reads, converts and
 checks the next block (:mod:`kmervae.io.row_blocks`) while the current one is encoded.
@@ -30,7 +31,7 @@ from kmervae.io.embeddings import EmbeddingsWriter
 from kmervae.io.npy import first_bad_row
 from kmervae.io.prefetch import Prefetch
 from kmervae.io.row_blocks import DatasetBlocks, FeatureBlock, NpyStreamBlocks
-from kmervae.model.config import VAEConfig
+from kmervae.model.config import EncoderConfig, VAEConfig, read_model_folder
 from kmervae.model.device import check_device_name, resolve_device
 
 if TYPE_CHECKING:
@@ -52,11 +53,12 @@ class EncoderBackend(Protocol):
     """What the embedding loop needs of an encoder.
 
     ``encode`` takes float32 raw frequency profiles (n x F, F = ``config.n_features``, in the
-    layout of ``config.ks``) and returns ``(mu, logvar)``, float32 (n x latent) each.
+    layout of ``config.ks``) and returns ``(mu, logvar)``, float32 (n x latent) each. A
+    backend whose ``has_sigma`` is False (a PCA model) has no sigma to write.
     """
 
     @property
-    def config(self) -> VAEConfig: ...
+    def config(self) -> EncoderConfig: ...
 
     @property
     def fingerprint(self) -> str: ...
@@ -140,8 +142,8 @@ class TorchEncoder:
 def load_encoder(
     path: str | Path, *, device: str = "auto", threads: int | None = None
 ) -> EncoderBackend:
-    """Open a model for embedding: an ``.onnx`` file (ONNX Runtime, no torch), or a model
-    folder or training checkpoint ``.pt`` (PyTorch).
+    """Open a model for embedding: an ``.onnx`` file (ONNX Runtime, no torch), a PCA model
+    folder (NumPy, no torch), or a model folder or training checkpoint ``.pt`` (PyTorch).
 
     Raises
     ------
@@ -168,6 +170,12 @@ def load_encoder(
                 f"ONNX models need onnxruntime ({exc.name} is missing): pip install onnxruntime"
             ) from None
     check_device_name(device)
+    if path.is_dir() and read_model_folder(path)["kind"] == "pca":
+        if device not in ("auto", "cpu"):
+            raise KmervaeError(f"a PCA model runs on the CPU with NumPy, not on {device}")
+        from kmervae.model.pca_folder import PCAEncoder
+
+        return PCAEncoder(path, threads=threads)
     from kmervae._extras import require
 
     require("torch", extra="train", purpose=f"{path} (a model folder or .pt)")
@@ -292,8 +300,9 @@ def embed_profiles(
     Parameters
     ----------
     model
-        A model folder, a training checkpoint ``.pt`` or an exported ``.onnx`` (path), a
-        :class:`~kmervae.model.files.LoadedModel`, or any :class:`EncoderBackend`.
+        A model folder (a VAE's or a PCA's), a training checkpoint ``.pt`` or an exported
+        ``.onnx`` (path), a :class:`~kmervae.model.files.LoadedModel`, or any
+        :class:`EncoderBackend`.
     dataset
         A native dataset folder or a legacy ``NAME.npy`` (path or opened). Its layout must
         contain the model's k-groups; float16 features are converted to float32.
@@ -309,7 +318,7 @@ def embed_profiles(
     device
         ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda[:N]`` or ``mps``; ONNX: CPU.
     sigma
-        Also write sigma = exp(0.5 log var).
+        Also write sigma = exp(0.5 log var); a PCA model has none (an error).
     progress
         Called with the number of rows after each block.
     provenance
@@ -339,6 +348,11 @@ def embed_profiles(
     threads = threads or available_threads()
     encoder = _open_model(model, device, threads)
     model_record = describe_encoder(encoder)
+    if sigma and not getattr(encoder, "has_sigma", True):
+        raise KmervaeError(
+            f"{model_record['path']}: a PCA model has no sigma (its embedding is a "
+            "projection, without spread); embed it without sigma"
+        )
     _check_layout(ds, encoder.config, model_record["path"] or f"({model_record['backend']})")
     blocks = DatasetBlocks(ds, encoder.config.ks, batch_size)
     with EmbeddingsWriter(
@@ -384,7 +398,7 @@ def embed_profiles(
     )
 
 
-def _check_layout(ds: ProfileDataset, config: VAEConfig, model_name: str) -> None:
+def _check_layout(ds: ProfileDataset, config: EncoderConfig, model_name: str) -> None:
     """The dataset must hold every k-group the model reads; one line naming both if not."""
     try:
         ds.layout.subset_columns(tuple(config.ks))

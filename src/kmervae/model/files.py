@@ -27,12 +27,9 @@ from kmervae.io.atomic import (
     replace_path,
     temporary_name,
 )
-from kmervae.model.config import VAEConfig
+from kmervae.model.config import MODEL_FORMAT, MODEL_SCHEMA, VAEConfig, read_model_folder
 from kmervae.model.vae import VAE, Decoder, Encoder
 from kmervae.provenance import file_sha256
-
-MODEL_FORMAT = "kmervae-model"
-MODEL_SCHEMA = 1
 
 
 @dataclass
@@ -156,21 +153,11 @@ def load_model(path: str | Path) -> LoadedModel:
         from kmervae.model.checkpoint import load_checkpoint_model
 
         return load_checkpoint_model(path)
-    if not (path / "config.json").is_file():
+    meta = read_model_folder(path)
+    if meta["kind"] != "vae":
         raise InputError(
-            f"{path}: not a kmervae model (no config.json; expected a model folder "
-            "or a training checkpoint .pt)"
-        )
-    try:
-        meta = json.loads((path / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}/config.json: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise InputError(f"{path}: config.json is not a kmervae model config")
-    if meta.get("schema_version", 0) > MODEL_SCHEMA:
-        raise InputError(
-            f"{path}: model schema {meta['schema_version']} is newer than this "
-            f"kmervae ({__version__}) reads; upgrade kmervae"
+            f"{path}: a {meta['kind'].upper()} model, not a VAE: it embeds and is evaluated, "
+            "but has no network (no encoder weights, no decoder)"
         )
     try:
         config = VAEConfig.from_json(meta["model"])
