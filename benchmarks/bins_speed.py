@@ -8,16 +8,17 @@ clusters, many small ones), then times, in this process and on the same file:
 2. :func:`kmervae.cluster.bins.write_bins`: the same read plus writing every cluster of at
    least ``--min-bin-size`` bp to its own file.
 
-and prints both rates and their ratio; the peak RSS of the process is printed at the end.
-Target (issue 9): bins for 1 M contigs in one pass at disk speed.
+and prints both rates and their ratio, each the median of ``--repeats`` runs (in turn: read,
+bins, read, bins, ...) with its min–max range; the peak RSS of the process is printed at the
+end. Target: bins for 1 M contigs in one pass at disk speed.
 
-Usage: ``python benchmarks/bins_speed.py [--n 1000000] [--record-bp 1000] [--work DIR]``
+Usage: ``python benchmarks/bins_speed.py [--n 1000000] [--record-bp 1000] [--repeats 3]
+[--work DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import tempfile
@@ -25,10 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import add_repeats_option, load_average, machine, runs_note, spread
 
 from kmervae.cluster.bins import write_bins
 from kmervae.cluster.clusters import canonical_labels
-from kmervae.cores import cpu_name
 from kmervae.io.fasta import read_fasta_records
 
 
@@ -52,10 +53,15 @@ def main() -> None:
     parser.add_argument("--min-bin-size", type=int, default=200_000)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    add_repeats_option(parser)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kmervae-bins-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"# {cpu_name()}, {os.cpu_count()} cores; n={args.n} x {args.record_bp} bp", flush=True)
+    print(
+        f"# {machine()}; n={args.n} x {args.record_bp} bp; "
+        f"{load_average()}; {runs_note(args.repeats)}",
+        flush=True,
+    )
     fasta = work / "contigs.fa"
     if not fasta.exists():
         t0 = time.perf_counter()
@@ -71,24 +77,34 @@ def main() -> None:
     lengths = np.full(args.n, args.record_bp, np.int64)
     ids = [f"contig_{i}" for i in range(args.n)]
 
-    t0 = time.perf_counter()
-    records = sum(1 for _ in read_fasta_records(fasta))
-    read_s = time.perf_counter() - t0
-    print(f"read only\t{records} records\t{read_s:.1f} s\t{size_mb / read_s:.0f} MB/s", flush=True)
     out = work / "bins"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    t0 = time.perf_counter()
-    summary = write_bins(out, [fasta], ids, labels, lengths, args.min_bin_size)
-    bins_s = time.perf_counter() - t0
+    read_s, bins_s = [], []
+    for _ in range(args.repeats):  # in turn, so that both see the same machine
+        t0 = time.perf_counter()
+        records = sum(1 for _ in read_fasta_records(fasta))
+        read_s.append(time.perf_counter() - t0)
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        t0 = time.perf_counter()
+        summary = write_bins(out, [fasta], ids, labels, lengths, args.min_bin_size)
+        bins_s.append(time.perf_counter() - t0)
+    print(
+        f"read only\t{records} records\t{spread(read_s).format('{:.1f}', ' s')}\t"
+        f"{spread(size_mb / s for s in read_s).format('{:.0f}', ' MB/s')}",
+        flush=True,
+    )
     written = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    ratio = spread(b / r for b, r in zip(bins_s, read_s, strict=True))
     print(
         f"write bins\t{summary['bins']} bins, {summary['contigs']} contigs, {written:.0f} MB"
-        f"\t{bins_s:.1f} s\t{size_mb / bins_s:.0f} MB/s read\t{bins_s / read_s:.2f}x the read",
+        f"\t{spread(bins_s).format('{:.1f}', ' s')}\t"
+        f"{spread(size_mb / s for s in bins_s).format('{:.0f}', ' MB/s')} read\t"
+        f"{ratio.format('{:.2f}', 'x')} the read",
         flush=True,
     )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     print(f"peak RSS of this process\t{peak:.2f} GiB")
+    print(f"# done; {load_average()}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,33 +10,39 @@ the summed RSS of kmervae and the mcl programs it runs, sampled with psutil):
 - ``kmervae cluster --method mcl -I 3 --mcl-resource 100`` (the real mcl program, all
   cores), and with mcl's default pruning scheme last (``--mcl-default``: much slower on
   this dense graph);
-- ``kmervae cluster --method leiden``;
+- ``kmervae cluster --method leiden`` (igraph's Leiden) and, with ``--methods`` naming
+  ``leidenalg``, ``--leiden-implementation leidenalg``;
 - ``kmervae map --graph`` (openTSNE on the graph's neighbours), unless ``--skip-map``.
 
 and prints the clusters found against the generating groups (ARI), so a fast but wrong run
 shows. The graph's dimension matters only for ``knn``: ``--dim 32`` (default) keeps that
 step short; the clustering sees the same graph shape at any dimension.
 
-Targets (issue 9, 1 M contigs on a 2-core machine): MCL <= 10 min and Leiden <= 5 min, each
+Every step runs ``--repeats`` times (default 3); its time and peak RSS are printed as the
+median with the min–max range. The clusterings are seeded, so every run gives the same
+clusters. At 1 M on 2 cores one run of knn, Leiden and the map takes about 14 min; MCL at
+inflation 3 had not finished after 16 min (``--methods leiden`` leaves it out).
+
+Targets for 1 M contigs on a 2-core machine: MCL <= 10 min and Leiden <= 5 min, each
 <= 8 GB; a map of 1 M <= 30 min in <= 8 GB.
 
-Usage: ``python benchmarks/cluster_speed.py [--n 1000000] [--work DIR] [--skip-map]``
+Usage: ``python benchmarks/cluster_speed.py [--n 1000000] [--repeats 3] [--work DIR]
+[--skip-map]``
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _timing import add_repeats_option, load_average, machine, runs_note, spread
 from fresh_process import whole_process, whole_process_tree
 from index_speed import Space
 
-from kmervae.cores import cpu_name
 from kmervae.io.embeddings import EmbeddingsWriter
 
 
@@ -61,11 +67,19 @@ def write_embeddings(path: Path, n: int, space: Space, seed: int) -> np.ndarray:
     return np.concatenate(groups)
 
 
-def timed(label: str, argv: list[str]) -> None:
-    seconds, largest, tree = whole_process_tree([*argv, "-q"])
+def timed(label: str, argv: list[str], repeats: int, output: Path) -> None:
+    """Run ``python -m kmervae ARGV -q`` ``repeats`` times, ``output`` removed before each
+    run; print the median wall time and peak RSS with their ranges."""
+    runs = []
+    for _ in range(repeats):
+        shutil.rmtree(output, ignore_errors=True)
+        runs.append(whole_process_tree([*argv, "-q"]))
+    seconds = spread(s for s, _, _ in runs).format("{:.1f}", " s")
+    largest = spread(r / 1024 for _, r, _ in runs).format("{:.2f}", " GiB")
+    tree = spread(t / 1024 for _, _, t in runs).format("{:.2f}", " GiB")
     print(
-        f"{label}\t{seconds:.1f} s\tpeak RSS {largest / 1024:.2f} GiB (largest process), "
-        f"{tree / 1024:.2f} GiB (kmervae and the programs it runs, together)",
+        f"{label}\t{seconds}\tpeak RSS: largest process {largest}, kmervae and the programs "
+        f"it runs together {tree}",
         flush=True,
     )
 
@@ -96,18 +110,25 @@ def main() -> None:
     parser.add_argument("--mcl-resource", default="100")
     parser.add_argument("--mcl-default", action="store_true", help="also mcl's own scheme")
     parser.add_argument("--skip-map", action="store_true")
-    parser.add_argument("--methods", default="mcl,leiden", help="which of mcl, leiden to time")
+    parser.add_argument(
+        "--methods",
+        default="mcl,leiden",
+        help="which of mcl, leiden, leidenalg (Leiden through the leidenalg package) to time",
+    )
     parser.add_argument(
         "--reuse", action="store_true", help="keep the embeddings, store and graph in --work"
     )
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
+    add_repeats_option(parser, what="step")
     args = parser.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="kmervae-cluster-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    threads = os.cpu_count() or 1
-    print(f"# {cpu_name()}, {threads} cores; n={args.n} dim={args.dim}", flush=True)
+    print(
+        f"# {machine()}; n={args.n} dim={args.dim}; {load_average()}; {runs_note(args.repeats)}",
+        flush=True,
+    )
     emb, store, graph = work / "emb", work / "store", work / "graph"
     marker = work / f"graph-{args.n}-{args.dim}-{args.clusters}-{args.seed}.done"
     if args.reuse and marker.exists():
@@ -125,28 +146,35 @@ def main() -> None:
         timed(
             "knn -k 50 --max-in-degree 100",
             ["knn", str(store), "-k", "50", "--max-in-degree", "100", "-o", str(graph)],
+            args.repeats,
+            graph,
         )
         marker.touch()
-    runs = [("mcl", ["-I", args.inflation, "--mcl-resource", args.mcl_resource]), ("leiden", [])]
+    runs = [
+        ("mcl", "mcl", ["-I", args.inflation, "--mcl-resource", args.mcl_resource]),
+        ("leiden", "leiden", []),
+        ("leidenalg", "leiden", ["--leiden-implementation", "leidenalg"]),
+    ]
     chosen = args.methods.split(",")
-    for method, extra in [r for r in runs if r[0] in chosen]:
-        out = work / f"clusters-{method}"
-        shutil.rmtree(out, ignore_errors=True)
+    for name, method, extra in [r for r in runs if r[0] in chosen]:
+        out = work / f"clusters-{name}"
         argv = ["cluster", str(graph), "-o", str(out), "--method", method, *extra]
-        timed(f"cluster --method {method} {' '.join(extra)}".strip(), argv)
+        timed(f"cluster --method {method} {' '.join(extra)}".strip(), argv, args.repeats, out)
         print(f"  {agreement(out, truth)}", flush=True)
     if not args.skip_map:
         out = work / "map"
-        shutil.rmtree(out, ignore_errors=True)
-        timed("map --graph (openTSNE)", ["map", str(emb), "--graph", str(graph), "-o", str(out)])
+        argv = ["map", str(emb), "--graph", str(graph), "-o", str(out)]
+        timed("map --graph (openTSNE)", argv, args.repeats, out)
     if args.mcl_default:
         out = work / "clusters-mcl-default"
-        shutil.rmtree(out, ignore_errors=True)
         timed(
             f"cluster --method mcl -I {args.inflation} (mcl's default scheme)",
             ["cluster", str(graph), "-o", str(out), "-I", args.inflation],
+            args.repeats,
+            out,
         )
         print(f"  {agreement(out, truth)}", flush=True)
+    print(f"# done; {load_average()}", flush=True)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,30 +1,31 @@
 """Embedding speed: contigs per second of ``kmervae embed``, whole process and warm.
 
 Builds the reference architecture (2772 -> 1024 -> 512 -> 384, random weights, saved as a
-model folder), exports it to ONNX with ``kmervae export --onnx``, and writes synthetic
-datasets of the real shape (6…1-mer profiles, each k-group a Dirichlet draw). Then:
+model folder), exports it to ONNX with ``kmervae export MODEL -o OUT.onnx``, and writes
+synthetic datasets of the real shape (6…1-mer profiles, each k-group a Dirichlet draw). Then:
 
 - whole process: ``python -m kmervae embed MODEL DATASET -o OUT`` in a fresh process per
-  run, median of ``--repeats`` wall times, peak RSS from ``os.wait4``; for the torch model
-  folder and the ONNX file, on ``--rows`` rows and on ``--big-rows`` rows (memory must stay
-  flat);
+  run, ``--repeats`` runs, peak RSS from ``os.wait4``; for the torch model folder and the
+  ONNX file, on ``--rows`` rows and on ``--big-rows`` rows (memory must stay flat);
 - warm: in one process, after a warm-up batch, the encoder alone on the same rows (also
   with PyTorch's default BLAS instead of the fused oneDNN path), and ``embed_profiles``
-  with the model already loaded (read, hash, check, encode, write).
+  with the model already loaded (read, hash, check, encode, write), ``--repeats`` runs
+  each.
+
+Every figure is printed as the median of its runs with the min–max range.
 
 The research encoder (Keras 3 + JAX) took 5.3–6.9 s whole process for 20 000 rows on a
 2-core machine (about 3–4 k contigs/s) and 16–20 k contigs/s warm.
 
-Usage: ``python benchmarks/embed_speed.py [--rows 20000] [--big-rows 200000] [--work DIR]``
+Usage: ``python benchmarks/embed_speed.py [--rows 20000] [--big-rows 200000] [--repeats 3]
+[--work DIR]`` (``--rows 2000 --big-rows 0``: a quick check)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,9 +33,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import add_repeats_option, load_average, machine, repeat_results, runs_note, spread
 from fresh_process import whole_process
 
-from kmervae.cores import cpu_name
 from kmervae.io.dataset import DatasetWriter
 from kmervae.kmers.layout import FEATURE_LAYOUT
 
@@ -78,24 +79,27 @@ def build_model(work: Path) -> tuple[Path, Path | None, str]:
     note = ""
     if not onnx.exists():
         result = subprocess.run(
-            [sys.executable, "-m", "kmervae", "export", str(model), "--onnx", str(onnx), "-q"],
+            [sys.executable, "-m", "kmervae", "export", str(model), "-o", str(onnx), "-q"],
             capture_output=True,
             text=True,
         )
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["?"])[-1]
-            note = f"ONNX rows skipped: 'kmervae export --onnx' failed ({last})"
+            note = f"ONNX rows skipped: 'kmervae export -o' failed ({last})"
             return model, None, note
     return model, onnx, note
 
 
-def time_embed(model: Path, dataset: Path, out: Path, repeats: int, extra: list[str]):
+def time_embed(
+    model: Path, dataset: Path, out: Path, repeats: int, extra: list[str]
+) -> list[tuple[float, float]]:
+    """(wall seconds, peak RSS MiB) of ``repeats`` fresh ``kmervae embed`` processes."""
     runs = [
         whole_process(["embed", str(model), str(dataset), "-o", str(out), "--force", "-q", *extra])
         for _ in range(repeats)
     ]
     shutil.rmtree(out, ignore_errors=True)
-    return statistics.median(s for s, _ in runs), max(r for _, r in runs), runs
+    return runs
 
 
 def warm_rate(encoder, x: np.ndarray, batch_size: int) -> float:
@@ -111,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--big-rows", type=int, default=200_000, help="0: skip the big runs")
-    parser.add_argument("--repeats", type=int, default=3)
+    add_repeats_option(parser)
     parser.add_argument("--batch-size", type=int, default=0, help="0: the kmervae default")
     parser.add_argument("--threads", type=int, default=0, help="0: all cores")
     parser.add_argument(
@@ -126,24 +130,25 @@ def main() -> None:
     threads = args.threads or available_threads()
     work = args.work or Path(tempfile.mkdtemp(prefix="kmervae-embed-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, {threads} threads used; "
-          f"python {platform.python_version()}; data in {work}")  # fmt: skip
+    print(f"machine: {machine()}, {threads} threads used; "
+          f"python {platform.python_version()}; data in {work}; {load_average()}; "
+          f"{runs_note(args.repeats)}")  # fmt: skip
     x = synthetic_profiles(args.rows)
     small = write_dataset(work / f"ds{args.rows}", x, args.rows)
     big = write_dataset(work / f"ds{args.big_rows}", x, args.big_rows) if args.big_rows else None
     model, onnx, note = build_model(work)
     extra = ["--batch-size", str(batch), "-t", str(threads)]
 
-    startup, _ = whole_process(["--version"])
+    startup = spread(
+        s for s, _ in repeat_results(lambda: whole_process(["--version"]), args.repeats)
+    )
     rows = []
     backends = [("torch", model)] + ([("onnx", onnx)] if onnx else [])
     for name, path in backends:
         for dataset, n in ((small, args.rows), (big, args.big_rows)):
             if dataset is None:
                 continue
-            reps = args.repeats if n == args.rows else 1
-            seconds, rss, _ = time_embed(path, dataset, work / "out", reps, extra)
-            rows.append((name, n, seconds, n / seconds, rss, reps))
+            rows.append((name, n, time_embed(path, dataset, work / "out", args.repeats, extra)))
 
     from kmervae.model.embed import embed_profiles
     from kmervae.model.files import load_model
@@ -154,21 +159,33 @@ def main() -> None:
         from kmervae.model.onnx_runtime import OnnxEncoder
 
         encoders["onnx"] = OnnxEncoder(onnx, intra_op_num_threads=threads)
-    warm = {name: warm_rate(enc, x, batch) for name, enc in encoders.items()}
-    warm["torch (plain BLAS)"] = warm_rate(plain, x, batch)
+    reps = args.repeats
+    warm = {name: [warm_rate(enc, x, batch) for _ in range(reps)] for name, enc in encoders.items()}
+    warm["torch (plain BLAS)"] = [warm_rate(plain, x, batch) for _ in range(reps)]
     for name, enc in encoders.items():  # read + check + encode + write, model loaded
-        summary = embed_profiles(enc, small, work / "out", batch_size=batch, overwrite=True)
-        warm[f"{name} embed_profiles"] = summary.rows_per_second
+        warm[f"{name} embed_profiles"] = [
+            embed_profiles(
+                enc, small, work / "out", batch_size=batch, overwrite=True
+            ).rows_per_second
+            for _ in range(reps)
+        ]
     shutil.rmtree(work / "out", ignore_errors=True)
 
     print(f"batch size {batch}; whole process = fresh 'python -m kmervae embed' incl. start-up "
-          f"(bare 'python -m kmervae --version': {startup:.2f} s)")  # fmt: skip
+          f"(bare 'python -m kmervae --version': {startup.format(unit=' s')})")  # fmt: skip
     print()
-    print(f"{'backend':<30}{'rows':>9}{'runs':>6}{'wall s':>9}{'contigs/s':>11}{'peak RSS':>11}")
-    for name, n, seconds, rate, rss, reps in rows:
-        print(f"{name:<30}{n:>9}{reps:>6}{seconds:>9.2f}{rate:>11,.0f}{rss:>8,.0f} MiB")
-    for name, rate in warm.items():
-        print(f"{name + ' warm':<30}{args.rows:>9}{'':>6}{args.rows / rate:>9.2f}{rate:>11,.0f}")
+    print("backend\trows\twall s\tcontigs/s\tpeak RSS")
+    for name, n, runs in rows:
+        print(
+            f"{name}\t{n}\t{spread(s for s, _ in runs).format()}"
+            f"\t{spread(n / s for s, _ in runs).format('{:,.0f}')}"
+            f"\t{spread(r for _, r in runs).format('{:,.0f}', ' MiB')}"
+        )
+    for name, rates in warm.items():
+        print(
+            f"{name} warm\t{args.rows}\t{spread(args.rows / r for r in rates).format()}"
+            f"\t{spread(rates).format('{:,.0f}')}"
+        )
     if note:
         print(note)
     print(f"reference: {RESEARCH}")
@@ -176,8 +193,12 @@ def main() -> None:
         print()
         print("warm contigs/s by batch size:")
         for size in (256, 512, 1024, 2048, 4096, 8192):
-            cells = [f"{name} {warm_rate(enc, x, size):>7,.0f}" for name, enc in encoders.items()]
+            cells = [
+                f"{name} {spread(warm_rate(enc, x, size) for _ in range(reps)).format('{:,.0f}')}"
+                for name, enc in encoders.items()
+            ]
             print(f"  {size:>5}: " + ", ".join(cells))
+    print(f"# done; {load_average()}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

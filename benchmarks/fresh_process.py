@@ -23,22 +23,32 @@ pid = os.posix_spawn(
 )
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - started
-print(json.dumps([seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+cpu = usage.ru_utime + usage.ru_stime
+print(json.dumps([seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu]))
 """
 
 
-def whole_process(args: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one fresh ``python -m kmervae ARGS`` process;
-    its standard output is discarded, its standard error passes through on failure."""
+def whole_process_usage(args: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds (user + system, every thread) of one
+    fresh ``python -m kmervae ARGS`` process; its standard output is discarded, its
+    standard error passes through on failure. CPU over wall is the number of cores the
+    process kept busy: well under the cores it may use means other jobs took the rest."""
     result = subprocess.run(
         [sys.executable, "-c", _LAUNCHER, *args], capture_output=True, text=True, check=False
     )
     if result.returncode != 0 or not result.stdout.strip():
         raise SystemExit(f"launcher failed:\n{result.stderr}")
-    seconds, rss_kib, code = json.loads(result.stdout)
+    seconds, rss_kib, code, cpu = json.loads(result.stdout)
     if code != 0:
         raise SystemExit(f"kmervae {' '.join(args)} failed:\n{result.stderr}")
-    return seconds, rss_kib / 1024  # Linux reports KiB
+    return seconds, rss_kib / 1024, cpu  # Linux reports KiB
+
+
+def whole_process(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one fresh ``python -m kmervae ARGS`` process
+    (:func:`whole_process_usage` without the CPU time)."""
+    seconds, rss_mib, _ = whole_process_usage(args)
+    return seconds, rss_mib
 
 
 def whole_process_tree(args: list[str], every: float = 0.2) -> tuple[float, float, float]:

@@ -34,6 +34,14 @@
 
 Prints one Markdown table and writes ``OUT/benchmark.json`` and ``OUT/benchmark.md``.
 The data source is a parameter: any folder of genomes with such a catalog works.
+
+``--repeats N`` (default 3) runs the whole chain N times, with seeds ``--seed``,
+``--seed`` + 1, …: each run splits, cuts, trains and fits anew, in ``OUT/seed-S/`` (its
+own tables and JSON, ``--reuse`` per folder). ``OUT/benchmark.md`` and
+``OUT/benchmark.json`` then hold every figure as the median of the runs with its min–max
+range. ``--repeats 1`` is one run straight into ``OUT``. A quick check of the whole chain:
+``--epochs 1 --hidden 64,32 --latent 16 --pool-size 300 --lengths 10000-20000
+--cluster-methods leiden``.
 """
 
 from __future__ import annotations
@@ -173,7 +181,7 @@ def build_side(
                 piece,
                 ChopSpec(lo, hi, lo, copy_seed(side_seed, copy)),
                 table=table,
-                prefix_file=True,
+                prefix_ids=True,
                 line_width=0,
                 overwrite=True,
             )
@@ -231,7 +239,7 @@ def train_model(train: Path, out: Path, args: argparse.Namespace, variant: dict[
         summary.epochs_run,
         time.perf_counter() - started,
         summary.best_val_loss,
-        None if summary.best_epoch is None else summary.best_epoch + 1,
+        summary.best_epoch,
     )
     return summary.model_dir
 
@@ -483,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
         "the PCA fits keep the single cut",
     )
     parser.add_argument("--reuse", action="store_true", help="reuse datasets already in --out")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="whole runs with seeds SEED, SEED+1, …, each in OUT/seed-S; every figure is "
+        "printed as the median and min–max range of the runs (default 3; 1: one run in OUT)",
+    )
     clusters = parser.add_argument_group("clusters of the test contigs")
     clusters.add_argument("--skip-clusters", action="store_true")
     clusters.add_argument("--cluster-methods", default="mcl,leiden", help="mcl, leiden or both")
@@ -495,7 +510,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.train_copies < 1:
         parser.error("--train-copies must be at least 1")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    for key in filter(None, args.variants.split(",")):
+        if key not in VARIANT_KEYS:
+            parser.error(f"unknown variant {key!r} (use {', '.join(VARIANT_KEYS)})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.repeats == 1:
+        run_once(args)
+        return 0
+    runs = []
+    for r in range(args.repeats):
+        seed = args.seed + r
+        one = argparse.Namespace(**{**vars(args), "seed": seed, "out": args.out / f"seed-{seed}"})
+        runs.append(run_once(one))
+    write_summary(runs, args)
+    return 0
+
+
+VARIANT_KEYS = ("reference", "five", "distance")
+
+
+def run_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One whole run (split, cut, train, evaluate) with ``args.seed`` into ``args.out``;
+    prints and writes its tables, returns its header, rows and counts."""
     started = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -552,8 +590,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     specs: list[tuple[str, str]] = []
     for key in filter(None, args.variants.split(",")):
-        if key not in variants:
-            parser.error(f"unknown variant {key!r} (use {', '.join(variants)})")
         variant = variants[key]
         model_dir = train_model(sides["models"][0], out, args, variant)
         beta = "" if args.beta == 0.05 else f", beta {args.beta:g}"
@@ -609,7 +645,114 @@ def main(argv: list[str] | None = None) -> int:
             default=str,
         )
     )
-    return 0
+    return {
+        "seed": args.seed,
+        "header": header,
+        "rows": rows,
+        "train genomes": len(train_entries),
+        "test genomes": len(test_entries),
+        "train contigs": n_train,
+        "test contigs": n_test,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    """``median (min–max)`` of one cell over the runs; runs where the figure is NaN (no
+    queries in that slice) are left out and counted."""
+    from _timing import spread
+
+    finite = [v for v in values if v == v]
+    if not finite:
+        return "nan"
+    got = spread(finite)
+    text, low, high = fmt.format(got.median), fmt.format(got.low), fmt.format(got.high)
+    if low != high:
+        text += f" ({low}–{high})"
+    if len(finite) < len(values):
+        text += f" [{len(finite)} of {len(values)} runs]"
+    return text
+
+
+def summary_tables(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The main table and the clusters table with every figure as the median (min–max)
+    over ``runs`` (matched by representation and clustering)."""
+    labels = [row["representation"] for row in runs[0]["rows"]]
+    by_label = {
+        label: [next(r for r in run["rows"] if r["representation"] == label) for run in runs]
+        for label in labels
+    }
+    head = ["representation", *[title for _, title in COLUMNS], "fidelity Spearman (pool)"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for label, rows in by_label.items():
+        cells = [f"{label} ({rows[0]['dim']})"]
+        cells += [_cell([r[key] for r in rows], "{:.3f}") for key, _ in COLUMNS]
+        pools = sorted({r["pool"] for r in rows})
+        pool = str(pools[0]) if len(pools) == 1 else f"{pools[0]}–{pools[-1]}"
+        cells.append(f"{_cell([r['fidelity Spearman'] for r in rows], '{:.3f}')} ({pool})")
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    if args.skip_clusters:
+        return text
+    head = ["representation", "clustering", *[t for _, t, _ in CLUSTER_COLUMNS]]
+    head.append("genomes recovered")
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for label, rows in by_label.items():
+        for c in rows[0].get("clusters", []):
+            name = c["clustering"]
+            found = [next(x for x in r["clusters"] if x["clustering"] == name) for r in rows]
+            cells = [f"{label} ({rows[0]['dim']})", name]
+            for key, _, fmt in CLUSTER_COLUMNS:
+                cells.append(_cell([x[key] for x in found], fmt.replace(":d", ":.0f")))
+            cells.append(
+                _cell([x["genomes recovered"] for x in found], "{:.0f}")
+                + f" of {_cell([x['genomes'] for x in found], '{:.0f}')}"
+            )
+            lines.append("| " + " | ".join(cells) + " |")
+    return text + "\n\nClusters of the test contigs:\n\n" + "\n".join(lines)
+
+
+def write_summary(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Print and write ``OUT/benchmark.md`` and ``OUT/benchmark.json``: every figure as the
+    median (min–max) over the runs, the runs' own headers below."""
+    from _timing import load_average
+
+    from kmervae.cores import cpu_name
+
+    def counts(key: str) -> str:
+        return _cell([run[key] for run in runs], "{:.0f}")
+
+    seeds = [run["seed"] for run in runs]
+    header = (
+        f"Median (min–max) over {len(runs)} runs, seeds {seeds[0]}–{seeds[-1]} (each run "
+        f"splits, cuts and trains anew): {counts('test genomes')} test genomes "
+        f"({counts('test contigs')} contigs), {counts('train genomes')} train genomes "
+        f"({counts('train contigs')} contigs); {cpu_name()}, {os.cpu_count()} cores; "
+        f"{_cell([run['seconds'] for run in runs], '{:.0f}')} s a run; {load_average()} at "
+        "the end"
+    )
+    table = summary_tables(runs, args)
+    print()
+    print(header)
+    print(table)
+    out = args.out
+    runs_text = "\n".join(f"- seed {run['seed']}: {run['header']}" for run in runs)
+    (out / "benchmark.md").write_text(f"{header}\n\n{table}\n\nThe runs:\n\n{runs_text}\n")
+    (out / "benchmark.json").write_text(
+        json.dumps(
+            {
+                "header": header,
+                "args": vars(args) | {"genomes": str(args.genomes), "out": str(args.out)},
+                "table": table,
+                "runs": [
+                    {"seed": run["seed"], "folder": f"seed-{run['seed']}", "header": run["header"]}
+                    for run in runs
+                ],
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

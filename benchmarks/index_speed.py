@@ -2,37 +2,59 @@
 
 Writes an embedding store of ``--n`` clustered vectors of ``--dim`` dimensions (``--clusters``
 Gaussian clusters of unequal sizes and spreads, like contigs of many genomes; lengths
-log-uniform in 1-100 kbp), then prints:
+log-uniform in 1-100 kbp), then prints, each figure as the median of ``--repeats`` runs with
+its min–max range:
 
-- store build time and peak RSS (``python -m kmervae index build`` in a fresh process,
-  spawned by a small launcher, ``os.wait4``);
+- store build time and peak RSS (``python -m kmervae index build`` in a fresh process per
+  run, spawned by a small launcher, ``os.wait4``);
 - recall@10 of the store's search against exact brute force, for ``--queries`` queries
   (fresh points of the same clusters), batched queries/s (and, for a FAISS index, FAISS's
-  own search of the same index in the same run), and single-query latency;
+  own search of the same index in the same run), and single-query latency. The first
+  batch, which loads the index and computes the norms of the lists it reads, is timed
+  apart; the batched runs after it are what a store that has answered a batch does;
+- for an IVF index: its lists, the lists probed and the mean number of vectors a query
+  scans (clustered data of unequal cluster sizes scans far more than N / lists x probes);
 - filtered search (``length >= 5000``): time per query and recall against exact
   brute force over the rows that pass;
-- ``kmervae knn -k 50`` time, peak RSS and its estimated recall (in a fresh process).
+- ``kmervae knn -k 50`` time, peak RSS and its estimated recall (a fresh process per run;
+  ``--knn-repeats``, default ``--repeats``).
 
-Targets (issue 5, 1 M x 384 on a 2-core machine): build <= 3 min, recall@10 >= 0.95,
->= 2000 batched queries/s, knn -k 50 <= 20 min with peak RSS <= 6 GB.
+The CPU, its cores (all of them, and those this process may use: affinity mask, cgroup
+quota) and the load average are printed first, the load average again last, and each step
+shows the cores it kept busy (CPU seconds over wall seconds): on a quiet 2-core machine
+the build, the batched searches and knn keep about 2 busy. Other jobs on the machine slow
+every figure; the range and the busy cores show it.
 
-Usage: ``python benchmarks/index_speed.py [--n 1000000] [--dim 384] [--work DIR]``
+Targets for 1 M x 384 on a 2-core machine: build <= 3 min, recall@10 >= 0.95, >= 2000
+batched queries/s, knn -k 50 <= 20 min with peak RSS <= 6 GB.
+
+Usage: ``python benchmarks/index_speed.py [--n 1000000] [--dim 384] [--backend faiss]
+[--repeats 3] [--knn-repeats 1] [--skip-knn] [--work DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from fresh_process import whole_process
+from _timing import (
+    add_repeats_option,
+    cores_busy,
+    load_average,
+    machine,
+    positive_int,
+    rates,
+    repeat_with_cpu,
+    runs_note,
+    spread,
+)
+from fresh_process import whole_process_usage
 
-from kmervae.cores import cpu_name
 from kmervae.index import open_index
 from kmervae.index.exact import brute_force_topk
 from kmervae.io.embeddings import EmbeddingsWriter, open_embeddings
@@ -67,10 +89,15 @@ def write_embeddings(path: Path, n: int, space: Space, seed: int) -> None:
         writer.close({"model": {"fingerprint": "benchmark-space", "path": None}})
 
 
-def run_process(argv: list[str]) -> tuple[float, float]:
-    """Run ``python -m kmervae ARGV`` as a fresh process; (wall seconds, peak RSS in GiB)."""
-    seconds, rss_mib = whole_process(argv)
-    return seconds, rss_mib / 1024
+def run_process(argv: list[str]) -> tuple[float, float, float]:
+    """Run ``python -m kmervae ARGV`` as a fresh process; (wall seconds, peak RSS in GiB,
+    CPU seconds)."""
+    seconds, rss_mib, cpu = whole_process_usage(argv)
+    return seconds, rss_mib / 1024, cpu
+
+
+def busy(walls: list[float], cpus: list[float]) -> str:
+    return f"cores busy {cores_busy(walls, cpus).format('{:.1f}')}"
 
 
 def exact_topk(emb_mu: np.ndarray, queries: np.ndarray, k: int, keep: np.ndarray | None):
@@ -91,6 +118,27 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)]))
 
 
+def ivf_scan(index, queries: np.ndarray, nprobe: int) -> str:
+    """Lists, probes and the mean number of vectors a query scans, for an IVF index."""
+    sizes = np.array([index.invlists.list_size(i) for i in range(index.nlist)])
+    probes = index.quantizer.search(np.ascontiguousarray(queries, np.float32), nprobe)[1]
+    scanned = sizes[np.where(probes >= 0, probes, 0)] * (probes >= 0)
+    return (
+        f"IVF {index.nlist} lists (largest {sizes.max()}, mean {sizes.mean():.0f}), "
+        f"{nprobe} probed: a query scans {scanned.sum(axis=1).mean():,.0f} vectors on average"
+    )
+
+
+def single_queries(store, queries: np.ndarray, where: str | None = None) -> np.ndarray:
+    """Seconds of each query searched on its own."""
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        store.search(q[None, :], 10, where=where)
+        times.append(time.perf_counter() - t0)
+    return np.array(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -103,11 +151,25 @@ def main() -> None:
     parser.add_argument("--backend", default="lance", help="store backend: lance, faiss, exact")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
+    add_repeats_option(parser)
+    parser.add_argument(
+        "--knn-repeats",
+        type=positive_int,
+        help="runs of knn (default: --repeats; one run over 1 M x 384 takes about 20 min "
+        "on 2 cores)",
+    )
     args = parser.parse_args()
+    runs = args.repeats
+    knn_runs = args.knn_repeats or runs
 
     work = args.work or Path(tempfile.mkdtemp(prefix="kmervae-index-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"# {cpu_name()}, {os.cpu_count()} cores; n={args.n} dim={args.dim}", flush=True)
+    print(
+        f"# {machine()}; n={args.n} dim={args.dim} "
+        f"clusters={args.clusters} backend={args.backend}; {load_average()}; "
+        f"{runs_note(runs)}",
+        flush=True,
+    )
     space = Space(args.dim, args.clusters, args.seed)
     emb_path = work / "emb"
     store_path, graph_path = work / f"store-{args.backend}", work / f"graph-{args.backend}"
@@ -122,8 +184,16 @@ def main() -> None:
         print(f"wrote {args.n} embeddings in {time.perf_counter() - t0:.1f} s", flush=True)
 
     argv = ["index", "build", str(emb_path), "-o", str(store_path), "--backend", args.backend]
-    seconds, rss = run_process([*argv, "-q"])
-    print(f"index build ({args.backend})\t{seconds:.1f} s\tpeak RSS {rss:.2f} GiB", flush=True)
+    builds = []
+    for _ in range(runs):
+        shutil.rmtree(store_path, ignore_errors=True)
+        builds.append(run_process([*argv, "-q"]))
+    print(
+        f"index build ({args.backend})\t{spread(s for s, _, _ in builds).format('{:.1f}', ' s')}"
+        f"\tpeak RSS {spread(r for _, r, _ in builds).format('{:.2f}', ' GiB')}\t"
+        f"{busy([s for s, _, _ in builds], [c for _, _, c in builds])}",
+        flush=True,
+    )
 
     store = open_index(store_path)
     emb = open_embeddings(emb_path)
@@ -131,14 +201,16 @@ def main() -> None:
     queries = space.sample(args.queries, rng)
     truth = exact_topk(emb.mu, queries, 10, None)
     t0 = time.perf_counter()
-    store.search(queries[:64], 10)  # loads the index, warms caches
-    print(f"first batch of 64 (loads the index)\t{time.perf_counter() - t0:.2f} s", flush=True)
-    t0 = time.perf_counter()
-    got = store.search(queries, 10)
-    batched = time.perf_counter() - t0
+    got = store.search(queries, 10)  # loads the index and the norms of the lists it reads
+    print(
+        f"first batch of {args.queries} (loads the index)\t{time.perf_counter() - t0:.2f} s",
+        flush=True,
+    )
+    batched, cpu = repeat_with_cpu(lambda: store.search(queries, 10), runs)
     print(
         f"search k=10\trecall@10 {recall(got.rows, truth.rows):.3f}\t"
-        f"{args.queries / batched:.0f} queries/s batched",
+        f"batched {spread(rates(args.queries, batched)).format('{:.0f}', ' queries/s')}\t"
+        f"{busy(batched, cpu)}",
         flush=True,
     )
     ivf = getattr(store, "_ivf", None)  # the lance batch index or the faiss store's index
@@ -148,50 +220,56 @@ def main() -> None:
         index = ivf.load(len(store))
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = int(store.manifest["params"].get("nprobes") or 32)
-            t0 = time.perf_counter()
+            print(ivf_scan(index, queries, index.nprobe), flush=True)
             _, own = index.search(queries, 10)
-            own_rate = args.queries / (time.perf_counter() - t0)
+            own_times, cpu = repeat_with_cpu(lambda: index.search(queries, 10), runs)
+            ratio = spread(o / b for o, b in zip(own_times, batched, strict=True))
             print(
                 f"same index, FAISS's own search\trecall@10 {recall(own, truth.rows):.3f}\t"
-                f"{own_rate:.0f} queries/s batched\t"
-                f"list by list: {args.queries / batched / own_rate:.1f}x",
+                f"batched {spread(rates(args.queries, own_times)).format('{:.0f}', ' queries/s')}"
+                f"\t{busy(own_times, cpu)}\tlist by list: {ratio.format('{:.1f}', 'x')}",
                 flush=True,
             )
-    times = []
-    for q in queries[: args.single]:
-        t0 = time.perf_counter()
-        store.search(q[None, :], 10)
-        times.append(time.perf_counter() - t0)
+    one_by_one = queries[: args.single]
+    store.search(one_by_one[:1], 10)
+    singles = [single_queries(store, one_by_one) for _ in range(runs)]
     print(
-        f"single query\tmedian {1000 * np.median(times):.2f} ms\t"
-        f"p95 {1000 * np.percentile(times, 95):.2f} ms\t{len(times) / sum(times):.0f} queries/s",
+        f"single query\tmedian {spread(1000 * np.median(t) for t in singles).format(unit=' ms')}\t"
+        f"p95 {spread(1000 * np.percentile(t, 95) for t in singles).format(unit=' ms')}\t"
+        f"{spread(len(t) / t.sum() for t in singles).format('{:.0f}', ' queries/s')}",
         flush=True,
     )
+    where = "length >= 5000"
     keep = np.asarray(emb.lengths()) >= 5000
     truth_f = exact_topk(emb.mu, queries, 10, keep)
-    t0 = time.perf_counter()
-    got_f = store.search(queries, 10, where="length >= 5000")
-    filtered = time.perf_counter() - t0
-    times = []
-    for q in queries[: args.single]:
-        t0 = time.perf_counter()
-        store.search(q[None, :], 10, where="length >= 5000")
-        times.append(time.perf_counter() - t0)
+    got_f = store.search(queries, 10, where=where)
+    filtered, _ = repeat_with_cpu(lambda: store.search(queries, 10, where=where), runs)
+    singles_f = [single_queries(store, one_by_one, where) for _ in range(runs)]
     print(
-        f"filtered length >= 5000 ({keep.mean():.0%} pass)\trecall@10 "
-        f"{recall(got_f.rows, truth_f.rows):.3f}\t{1000 * filtered / args.queries:.2f} ms/query "
-        f"batched\t{1000 * np.median(times):.1f} ms single (median)",
+        f"filtered {where} ({keep.mean():.0%} pass)\trecall@10 "
+        f"{recall(got_f.rows, truth_f.rows):.3f}\t"
+        f"batched {spread(1000 * s / args.queries for s in filtered).format(unit=' ms/query')}\t"
+        f"single (median) {spread(1000 * np.median(t) for t in singles_f).format('{:.1f}', ' ms')}",
         flush=True,
     )
     if not args.skip_knn:
         argv = ["knn", str(store_path), "-k", str(args.knn_k), "-o", str(graph_path), "-q"]
-        seconds, rss = run_process(argv)
+        knns = []
+        for _ in range(knn_runs):
+            shutil.rmtree(graph_path, ignore_errors=True)
+            knns.append(run_process(argv))
         manifest = json.loads((graph_path / "manifest.json").read_text())
+        method = manifest["method"]
+        if isinstance(method, dict):  # the method and its parameters
+            method = ", ".join(f"{k} {v}" for k, v in method.items() if k != "seed")
         print(
-            f"knn -k {args.knn_k}\t{seconds:.1f} s\tpeak RSS {rss:.2f} GiB\t"
-            f"{manifest['method']}\testimated recall {manifest['recall_estimate']}",
+            f"knn -k {args.knn_k}\t{spread(s for s, _, _ in knns).format('{:.1f}', ' s')}\t"
+            f"peak RSS {spread(r for _, r, _ in knns).format('{:.2f}', ' GiB')}\t"
+            f"{busy([s for s, _, _ in knns], [c for _, _, c in knns])}\t"
+            f"{method}\testimated recall {manifest['recall_estimate']}",
             flush=True,
         )
+    print(f"# done; {load_average()}", flush=True)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

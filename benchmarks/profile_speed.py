@@ -5,10 +5,13 @@ Builds its own inputs (contigs chopped from a folder of genome FASTA files, by d
 ../shared/data/genomes beside the checkout, else synthetic sequences), then runs the real
 command line in a fresh process per measurement and prints Mbp/s, contigs/s and peak RSS
 for plain and gzip input at 1 and N threads, plus the isal decompression speed of the same
-gzip file measured in the same run, and the fixed cost per contig.
+gzip file measured in the same run, and the fixed cost per contig. Every figure is the
+median of ``--repeats`` runs with its min–max range; derived figures (the rate after
+start-up, the cost per contig) come from the medians.
 
     python benchmarks/profile_speed.py                 # ~1 Gbp of 2-20 kbp contigs
     python benchmarks/profile_speed.py --size-mbp 200 --genomes /path/to/genomes
+    python benchmarks/profile_speed.py --size-mbp 20 --short-mbp 5   # a quick check
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import add_repeats_option, load_average, machine, runs_note, spread
 from isal import igzip
 
 DEFAULT_GENOMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "genomes"
@@ -99,20 +103,23 @@ def run_profile(fasta: Path, out: Path, threads: int, extra: list[str]) -> tuple
     return seconds, usage.ru_maxrss // 1024
 
 
-def isal_speed(path: Path) -> float:
-    """MB/s of decompressed output, isal in one thread, best of 3."""
-    best = float("inf")
-    for _ in range(3):
+def isal_speed(path: Path, repeats: int) -> list[float]:
+    """MB/s of decompressed output, isal in one thread, for each of ``repeats`` runs."""
+    rates = []
+    for _ in range(repeats):
         start = time.perf_counter()
         with igzip.open(path, "rb") as fh:
             while fh.read(4 << 20):
                 pass
-        best = min(best, time.perf_counter() - start)
-    return path_plain_size(path) / 1e6 / best
+        rates.append(path_plain_size(path) / 1e6 / (time.perf_counter() - start))
+    return rates
 
 
-def kernel_scaling(path: Path, threads: int, size: int = 400 << 20) -> list[tuple[int, float]]:
-    """In-memory profiling rate (MB/s of FASTA) with 1..threads workers: no I/O, no writes."""
+def kernel_scaling(
+    path: Path, threads: int, repeats: int, size: int = 400 << 20
+) -> dict[int, list[float]]:
+    """In-memory profiling rate (MB/s of FASTA) with 1..threads workers, ``repeats`` runs
+    each (in turn): no I/O, no writes."""
     from concurrent.futures import ThreadPoolExecutor
 
     from kmervae.kmers.profile import BufferPool, profile_segment
@@ -128,13 +135,14 @@ def kernel_scaling(path: Path, threads: int, size: int = 400 << 20) -> list[tupl
     def work(segment: list[tuple[bytes, bool]]) -> None:
         pool.put(profile_segment(segment, "bench", pool).buffers)
 
-    out = []
+    out: dict[int, list[float]] = {n: [] for n in range(1, threads + 1)}
     work(segments[0])
-    for n in range(1, threads + 1):
-        with ThreadPoolExecutor(n) as ex:
-            start = time.perf_counter()
-            list(ex.map(work, segments))
-            out.append((n, len(data) / 1e6 / (time.perf_counter() - start)))
+    for _ in range(repeats):
+        for n in out:
+            with ThreadPoolExecutor(n) as ex:
+                start = time.perf_counter()
+                list(ex.map(work, segments))
+                out[n].append(len(data) / 1e6 / (time.perf_counter() - start))
     return out
 
 
@@ -155,7 +163,7 @@ def main() -> None:
         default=100.0,
         help="size of the 1-3 kbp short-contig set (fixed cost per contig)",
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    add_repeats_option(parser)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
@@ -179,11 +187,14 @@ def main() -> None:
             f"{mixed.stat().st_size / 1e6:.0f} MB plain, {gz.stat().st_size / 1e6:.0f} MB gzip),"
             f" {n_short} contigs of 1-3 kbp ({bp_short / 1e6:.0f} Mbp)"
         )
-        print(f"machine: {os.cpu_count()} cores; medians of {args.repeats} whole-process runs\n")
+        print(
+            f"machine: {machine()}; {load_average()}; whole-process runs, "
+            f"{runs_note(args.repeats)}\n"
+        )
         run_profile(mixed, work / "warm", 1, [])  # compile / load the numba cache once
         thread_counts = sorted({1, args.threads})
-        rows = []
-        results: dict[tuple[str, int], float] = {}
+        results: dict[tuple[str, int], list[float]] = {}
+        print("input\tthreads\tMbp/s\tcontigs/s\tpeak RSS\tseconds")
         for label, path, n, bp in (
             ("plain 2-20 kbp", mixed, n_mixed, bp_mixed),
             ("gzip 2-20 kbp", gz, n_mixed, bp_mixed),
@@ -191,33 +202,33 @@ def main() -> None:
         ):
             for threads in thread_counts:
                 runs = [run_profile(path, work / "out", threads, []) for _ in range(args.repeats)]
-                secs = statistics.median(r[0] for r in runs)
-                rss = max(r[1] for r in runs)
+                secs = [r[0] for r in runs]
                 results[(label, threads)] = secs
-                rows.append((label, threads, bp / 1e6 / secs, n / secs, rss, secs))
-        print(
-            f"{'input':<16}{'threads':>8}{'Mbp/s':>9}{'contigs/s':>12}{'peak RSS MB':>13}"
-            f"{'seconds':>9}"
-        )
-        for label, threads, mbps, cps, rss, secs in rows:
-            print(f"{label:<16}{threads:>8}{mbps:>9.0f}{cps:>12.0f}{rss:>13}{secs:>9.2f}")
-        isal = isal_speed(gz)
+                print(
+                    f"{label}\t{threads}\t{spread(bp / 1e6 / t for t in secs).format('{:.0f}')}"
+                    f"\t{spread(n / t for t in secs).format('{:.0f}')}"
+                    f"\t{spread(r[1] for r in runs).format('{:.0f}', ' MB')}"
+                    f"\t{spread(secs).format()}",
+                    flush=True,
+                )
+        isal = spread(isal_speed(gz, args.repeats))
         fasta_per_bp = mixed.stat().st_size / bp_mixed
-        gz_mb = bp_mixed * fasta_per_bp / 1e6 / results[("gzip 2-20 kbp", 1)]
+        gz_mb = bp_mixed * fasta_per_bp / 1e6 / statistics.median(results[("gzip 2-20 kbp", 1)])
         print(
-            f"\nisal gzip decompression alone (same file, this run): {isal:.0f} MB/s; "
-            f"profile on gzip, 1 thread: {gz_mb:.0f} MB/s of FASTA = {100 * gz_mb / isal:.0f} %"
+            f"\nisal gzip decompression alone (same file, this run): "
+            f"{isal.format('{:.0f}', ' MB/s')}; profile on gzip, 1 thread: {gz_mb:.0f} MB/s of "
+            f"FASTA = {100 * gz_mb / isal.median:.0f} % (medians)"
         )
         tiny = work / "tiny.fa"
         tiny.write_bytes(b">t\nACGTACGTAC\n")
-        t0 = statistics.median(
-            run_profile(tiny, work / "out", 1, [])[0] for _ in range(args.repeats)
-        )
-        per_bp = (results[("plain 2-20 kbp", 1)] - t0) / bp_mixed
-        fixed = (results[("plain 1-3 kbp", 1)] - t0 - per_bp * bp_short) / n_short
+        startups = [run_profile(tiny, work / "out", 1, [])[0] for _ in range(args.repeats)]
+        t0 = statistics.median(startups)
+        medians = {key: statistics.median(secs) for key, secs in results.items()}
+        per_bp = (medians[("plain 2-20 kbp", 1)] - t0) / bp_mixed
+        fixed = (medians[("plain 1-3 kbp", 1)] - t0 - per_bp * bp_short) / n_short
         print(
-            f"start-up (one 10 bp record): {t0:.2f} s; after start-up, plain 2-20 kbp, "
-            f"1 thread: {1e-6 / per_bp:.0f} Mbp/s"
+            f"start-up (one 10 bp record): {spread(startups).format(unit=' s')}; after "
+            f"start-up, plain 2-20 kbp, 1 thread: {1e-6 / per_bp:.0f} Mbp/s (from the medians)"
         )
         print(
             f"fixed cost per contig (1 thread; 1-3 kbp run less start-up and per-bp cost): "
@@ -225,10 +236,18 @@ def main() -> None:
         )
         if len(thread_counts) > 1:
             t = thread_counts[-1]
+            one, many = results[("plain 2-20 kbp", 1)], results[("plain 2-20 kbp", t)]
+            ratio = spread(a / b for a, b in zip(one, many, strict=True))
             print(
-                f"scaling 1 -> {t} threads (plain 2-20 kbp): "
-                f"{results[('plain 2-20 kbp', 1)] / results[('plain 2-20 kbp', t)]:.2f}x"
+                f"scaling 1 -> {t} threads (plain 2-20 kbp, run by run): "
+                f"{ratio.format('{:.2f}', 'x')}"
             )
+        kernel = kernel_scaling(mixed, thread_counts[-1], args.repeats)
+        print(
+            "profiling kernel alone, in memory (MB/s of FASTA): "
+            + "; ".join(f"{n} thread(s) {spread(r).format('{:.0f}')}" for n, r in kernel.items())
+        )
+        print(f"# done; {load_average()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

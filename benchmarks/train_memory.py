@@ -4,9 +4,11 @@
 Writes a synthetic float16 profile dataset of ``--gb`` gigabytes (default 26, more than this
 machine's 24 GB), then runs one epoch of ``kmervae train --placement stream`` in a fresh
 process with a small network (so that reading the data, not arithmetic, dominates) and
-prints the wall time, rows/s and the process's peak RSS.
+prints the wall time, rows/s and the process's peak RSS: the median of ``--repeats`` fresh
+runs on the same dataset, with the min–max range.
 
     python benchmarks/train_memory.py --gb 26 --workdir /big/disk
+    python benchmarks/train_memory.py --gb 0.3   # a quick check (at least 10 batches)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import add_repeats_option, load_average, machine, runs_note, spread
 
 from kmervae.io.dataset import DatasetWriter
 from kmervae.kmers.layout import FEATURE_LAYOUT
@@ -50,6 +53,7 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=512, help="--memory of kmervae train")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the dataset")
+    add_repeats_option(parser, what="epoch")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kmervae-train-mem-", dir=args.workdir))
     try:
@@ -57,8 +61,9 @@ def main() -> None:
         rows = write_big_dataset(work / "data", args.gb)
         size = (work / "data" / "features.npy").stat().st_size
         print(
-            f"dataset: {rows} rows, features.npy {size / 1e9:.1f} GB (float16), written in "
-            f"{time.perf_counter() - started:.0f} s"
+            f"{machine()}; dataset: {rows} rows, features.npy {size / 1e9:.1f} GB (float16), "
+            f"written in {time.perf_counter() - started:.0f} s; {load_average()}; "
+            f"{runs_note(args.repeats)}"
         )
         cmd = [
             sys.executable,
@@ -86,18 +91,23 @@ def main() -> None:
             "0",
             "-q",
         ]
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit("kmervae train failed")
+        seconds, peaks = [], []
+        for _ in range(args.repeats):
+            shutil.rmtree(work / "run", ignore_errors=True)
+            started = time.perf_counter()
+            proc = subprocess.Popen(cmd)
+            _, status, usage = os.wait4(proc.pid, 0)
+            seconds.append(time.perf_counter() - started)
+            peaks.append(usage.ru_maxrss / 1024)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit("kmervae train failed")
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
         print(
-            f"one streamed epoch (train + validation): {seconds:.0f} s, "
-            f"{rows / seconds:.0f} rows/s; peak RSS {usage.ru_maxrss / 1024:.0f} MB "
-            f"(machine RAM {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f}"
-            " GiB)"
+            f"one streamed epoch (train + validation): {spread(seconds).format('{:.0f}', ' s')}"
+            f", {spread(rows / s for s in seconds).format('{:.0f}', ' rows/s')}; peak RSS "
+            f"{spread(peaks).format('{:.0f}', ' MB')} (machine RAM {ram:.0f} GiB)"
         )
+        print(f"# done; {load_average()}")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

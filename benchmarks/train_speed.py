@@ -5,9 +5,12 @@ Writes a synthetic profile dataset (N x 2772 frequencies, float16 on disk, reali
 per-group Dirichlet compositions), then trains the reference architecture for a few epochs
 with each configuration and prints samples/s over the whole epoch, validation included
 (and the training part alone), per device. The first epoch (warm-up, compilation) is not
-counted.
+counted. Each configuration trains ``--repeats`` times from scratch (same seed); a run's
+figure is the median of its counted epochs, and the median of the runs is printed with
+their min–max range.
 
     python benchmarks/train_speed.py                       # CPU: batch 1024, fp32
+    python benchmarks/train_speed.py --rows 4000 --epochs 2 --configs 256:fp32   # quick
     python benchmarks/train_speed.py --device cuda --rows 2000000 \\
         --configs 1024:fp32 1024:bf16 16384:bf16 16384:bf16:reduce-overhead
 """
@@ -23,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import add_repeats_option, load_average, machine, runs_note, spread
 
 from kmervae.io.dataset import DatasetWriter
 from kmervae.kmers.layout import FEATURE_LAYOUT
 from kmervae.model.config import VAEConfig
-from kmervae.model.train import RuntimeOptions, TrainConfig, pick_device, train_vae
+from kmervae.model.device import resolve_device
+from kmervae.model.train import RuntimeOptions, TrainConfig, train_vae
 
 
 def synthetic_dataset(path: Path, rows: int, seed: int = 0, block: int = 50_000) -> None:
@@ -66,61 +71,68 @@ def main() -> None:
         "none|default|reduce-overhead); with a 4th field LR",
     )
     parser.add_argument("--workdir", type=Path, default=None)
+    add_repeats_option(parser, what="configuration")
     args = parser.parse_args()
 
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     work = Path(tempfile.mkdtemp(prefix="kmervae-train-bench-", dir=args.workdir))
     try:
         data = work / "data"
         synthetic_dataset(data, args.rows)
         print(
-            f"device: {name}; {args.rows} rows x {FEATURE_LAYOUT.n_features} (float16 on "
-            f"disk), 90/10 split; reference model {VAEConfig().hidden} -> "
-            f"{VAEConfig().latent}; {args.epochs} epochs, first not counted\n"
+            f"device: {name}; {machine()}; {args.rows} rows x {FEATURE_LAYOUT.n_features} "
+            f"(float16 on disk), 90/10 split; reference model {VAEConfig().hidden} -> "
+            f"{VAEConfig().latent}; {args.epochs} epochs, first not counted; "
+            f"{load_average()}; {runs_note(args.repeats)}\n"
         )
-        print(
-            f"{'batch':>7} {'precision':>9} {'compile':>16} {'lr':>8} "
-            f"{'epoch samples/s':>16} {'train samples/s':>16} {'val loss':>10}"
-        )
+        print("batch\tprecision\tcompile\tlr\tepoch samples/s\ttrain samples/s\tval loss")
         for spec in args.configs:
             fields = spec.split(":")
             batch, precision = int(fields[0]), fields[1]
             compile_mode = fields[2] if len(fields) > 2 else "none"
             lr = float(fields[3]) if len(fields) > 3 else 1e-4
-            records: list[dict] = []
-            started = time.perf_counter()
-            train_vae(
-                data,
-                work / f"run-{spec.replace(':', '_')}",
-                VAEConfig(),
-                TrainConfig(
-                    epochs=args.epochs,
-                    batch_size=batch,
-                    lr=lr,
-                    fidelity_every=0,
-                    eval_train_rows=2048,
-                    kl_warmup=1,
-                ),
-                runtime=RuntimeOptions(
-                    device=args.device,
-                    threads=args.threads,
-                    precision=precision,
-                    placement=args.placement,
-                    memory_mb=args.memory,
-                    compile=compile_mode,
-                ),
-                on_epoch=records.append,
-            )
-            counted = records[1:] or records
-            whole = statistics.median(r["epoch_samples_per_s"] for r in counted)
-            train = statistics.median(r["samples_per_s"] for r in counted)
+            wholes, trains, losses, seconds = [], [], [], []
+            for r in range(args.repeats):
+                records: list[dict] = []
+                run = work / f"run-{spec.replace(':', '_')}-{r}"
+                started = time.perf_counter()
+                train_vae(
+                    data,
+                    run,
+                    VAEConfig(),
+                    TrainConfig(
+                        epochs=args.epochs,
+                        batch_size=batch,
+                        lr=lr,
+                        fidelity_every=0,
+                        eval_train_rows=2048,
+                        kl_warmup=1,
+                    ),
+                    runtime=RuntimeOptions(
+                        device=args.device,
+                        threads=args.threads,
+                        precision=precision,
+                        placement=args.placement,
+                        memory_mb=args.memory,
+                        compile=compile_mode,
+                    ),
+                    on_epoch=records.append,
+                )
+                seconds.append(time.perf_counter() - started)
+                shutil.rmtree(run, ignore_errors=True)
+                counted = records[1:] or records
+                wholes.append(statistics.median(r["epoch_samples_per_s"] for r in counted))
+                trains.append(statistics.median(r["samples_per_s"] for r in counted))
+                losses.append(records[-1]["val_loss"])
             print(
-                f"{batch:>7} {precision:>9} {compile_mode:>16} {lr:>8.0e} {whole:>16.0f} "
-                f"{train:>16.0f} {records[-1]['val_loss']:>10.1f}   "
-                f"({time.perf_counter() - started:.0f} s in all)",
+                f"{batch}\t{precision}\t{compile_mode}\t{lr:.0e}\t"
+                f"{spread(wholes).format('{:.0f}')}\t{spread(trains).format('{:.0f}')}\t"
+                f"{spread(losses).format('{:.1f}')}\t"
+                f"a run in all: {spread(seconds).format('{:.0f}', ' s')}",
                 flush=True,
             )
+        print(f"# done; {load_average()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

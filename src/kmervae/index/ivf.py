@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from kmervae.cores import available_threads
 from kmervae.errors import KmervaeError
 from kmervae.index.scan import search_by_lists
 from kmervae.io.atomic import temporary_name
@@ -47,12 +48,21 @@ TRAIN_ITERATIONS = 10
 
 
 def faiss_module() -> Any:
-    """The ``faiss`` module, or a clear error."""
+    """The ``faiss`` module, or a clear error. At its first load its OpenMP threads are
+    capped at the cores this process may use (:func:`kmervae.cores.available_threads`):
+    OpenMP counts the affinity mask only, and oversubscribes a CPU-quota container."""
     try:
         import faiss
     except ImportError:
         raise KmervaeError("this needs FAISS: pip install faiss-cpu") from None
+    global _faiss_threads_set
+    if not _faiss_threads_set:
+        faiss.omp_set_num_threads(min(faiss.omp_get_max_threads(), available_threads()))
+        _faiss_threads_set = True
     return faiss
+
+
+_faiss_threads_set = False
 
 
 def default_lists(n_rows: int) -> int:

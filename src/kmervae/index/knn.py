@@ -38,6 +38,7 @@ from kmervae._version import __version__
 from kmervae.errors import KmervaeError
 from kmervae.index.graph import FORMAT_NAME, SCHEMA_VERSION, cap_in_degree
 from kmervae.index.graph import index_dtype as graph_index_dtype
+from kmervae.index.ivf import faiss_module
 from kmervae.index.protocol import StoreBase, storage_errors
 from kmervae.io.atomic import check_writable, remove_path, replace_path, temporary_name
 from kmervae.io.npy import NpyStreamWriter
@@ -55,11 +56,7 @@ _INDICES: dict[str, Any] = {}
 
 
 def _faiss() -> Any:
-    try:
-        import faiss
-    except ImportError:
-        raise KmervaeError("kmervae knn needs FAISS: pip install faiss-cpu") from None
-    return faiss
+    return faiss_module()
 
 
 @dataclass
