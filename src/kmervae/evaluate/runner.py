@@ -78,8 +78,8 @@ def _open(source: Source, dataset: ProfileDataset) -> Representation:
     if source.spec.lower().startswith("pca-"):
         if source.fit is None:
             log.warning(
-                "%s is fitted on the evaluated data %s itself; give a dataset to fit (fit) to fit "
-                "it on training data as a model is",
+                "%s is fitted on the evaluated data %s itself; fit it on training data instead, "
+                "as a model is (a dataset to fit on, or a PCA model folder)",
                 source.spec,
                 dataset.path,
             )
@@ -366,7 +366,7 @@ def check_cluster_inputs(
         raise InputError("baselines need dataset: the profiles the baselines are computed from")
     named = [(clusters, "cluster folder or clustering file"), (store, "index store")]
     named += [(dataset, "profile dataset"), (labels, "labels file")]
-    named += [(s.fit, "dataset to fit on (fit)") for s in baselines]
+    named += [(s.fit, "dataset to fit the baselines on") for s in baselines]
     for path, what in named:
         if path is not None and not Path(path).exists():
             raise InputError(f"{path}: no such {what}")
