@@ -21,7 +21,6 @@ import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -145,23 +144,12 @@ def runs_note(n: int) -> str:
     return "1 run a figure" if n == 1 else f"each figure: median (min–max over {n} runs)"
 
 
-def cpu_quota() -> float | None:
-    """CPUs this process's cgroup may use (``cpu.max``, cgroup v2), or None without a
-    quota. A container limited to 2 CPUs on a large host still sees every host CPU in its
-    affinity mask, and thread pools sized from that mask oversubscribe the quota."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    return None if quota == "max" else int(quota) / int(period)
-
-
 def machine() -> str:
     """The CPU, how many the machine has, how many this process may use (affinity mask,
     cgroup quota): what every report starts with."""
-    from kmervae.cores import available_threads, cpu_name
+    from kmervae.cores import available_threads, cgroup_cpu_quota, cpu_name
 
-    quota = cpu_quota()
+    quota = cgroup_cpu_quota()
     limit = "" if quota is None else f", cgroup quota {quota:g} CPUs"
     return f"{cpu_name()}, {os.cpu_count()} CPUs, {available_threads()} usable{limit}"
 

@@ -35,9 +35,8 @@ import numpy as np
 from kmervae.errors import InputError, KmervaeError
 from kmervae.evaluate import BASELINE_HELP, PCA_FIT_ROWS
 from kmervae.io.dataset import ProfileDataset
-from kmervae.io.npy import first_bad_row
 from kmervae.kmers.layout import FeatureLayout
-from kmervae.model.data import read_rows, sample_rows
+from kmervae.model.data import check_finite, read_rows, sample_rows
 from kmervae.model.pca import CLRDecomposition, PCAProjection, decompose_clr
 from kmervae.transform import clr
 
@@ -106,13 +105,7 @@ def represent_rows(
     for start in range(0, len(rows), block_rows):
         part = rows[start : start + block_rows]
         x = read_rows(dataset, columns, part)
-        bad = first_bad_row(x)
-        if bad >= 0:
-            row = int(part[bad])
-            raise InputError(
-                f"{dataset.path}: row {row + 1} (id {dataset.id_of_row(row)}) has NaN or "
-                "infinite features"
-            )
+        check_finite(x, part, dataset)
         out[start : start + len(part)] = rep.transform(x)
         if progress is not None:
             progress(len(part))
