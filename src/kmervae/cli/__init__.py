@@ -18,6 +18,7 @@ from kmervae.cli import (
     cluster,
     compare,
     concat,
+    demo,
     embed,
     evaluate,
     export,
@@ -26,7 +27,9 @@ from kmervae.cli import (
     index,
     knn,
     map,
+    pipeline,
     profile,
+    report,
     search,
     train,
 )
@@ -50,6 +53,9 @@ SUBCOMMANDS = (
     cluster,
     map,
     compare,
+    report,
+    pipeline,
+    demo,
 )
 
 
@@ -82,8 +88,23 @@ def describe_os_error(exc: OSError, args: argparse.Namespace) -> str:
     return f"{output}: {reason}" if output is not None else str(exc)
 
 
+#: set when SIGTERM arrives. The handler also raises :class:`Terminated`, but Python ignores
+#: an exception raised where it cannot propagate (a weakref callback, ``__del__``), so a
+#: command that finished anyway checks this too (:func:`stop_if_terminated`).
+_terminated = False
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    global _terminated
+    _terminated = True
     raise Terminated
+
+
+def stop_if_terminated() -> None:
+    """Raise :class:`Terminated` if SIGTERM arrived during this command, even where its
+    handler's exception was lost."""
+    if _terminated:
+        raise Terminated
 
 
 def _stdout_gone() -> bool:
@@ -131,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_console_logging(args.verbose - args.quiet)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     previous = None
+    global _terminated
+    _terminated = False
     # SIGTERM unwinds like Ctrl-C: temporary outputs are removed on the way out (ValueError:
     # main() was called from a thread other than the main one)
     with contextlib.suppress(ValueError):
@@ -138,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 1
     try:
         code = int(args.run(args))
+        stop_if_terminated()
         if not _stdout_finished():
             code = EXIT_BROKEN_PIPE
     except BrokenPipeError as exc:

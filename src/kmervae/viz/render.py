@@ -124,6 +124,31 @@ def shade_values(
     return _rgba(_spread(tf.stack(everything, mean), len(df)))
 
 
+def shade_density(
+    coords: np.ndarray, extent: Extent, *, size: int = CANVAS, cmap: str = "magma"
+) -> np.ndarray:
+    """The density of every point of ``coords`` (float (N, 2), may be memory-mapped), counted
+    block by block on one canvas (memory does not grow with N) and shaded by histogram
+    equalisation in ``cmap``.
+
+    Returns
+    -------
+    uint8 (size, size, 4) RGBA, row 0 = lowest y.
+    """
+    import datashader.transfer_functions as tf
+    import matplotlib
+
+    canvas = _canvas(extent, size)
+    total = None
+    for s in range(0, len(coords), BLOCK_ROWS):
+        counts = canvas.points(_frame(coords[s : s + BLOCK_ROWS]), "x", "y")
+        total = counts if total is None else total + counts
+    if total is None:
+        return np.zeros((size, size, 4), np.uint8)
+    image = tf.shade(total, cmap=matplotlib.colormaps[cmap], how="eq_hist")
+    return _rgba(_spread(image, len(coords)))
+
+
 def shade_categories(
     coords: np.ndarray,
     codes: np.ndarray,
@@ -263,7 +288,8 @@ def save_figure(fig: Any, base: Path, formats: Sequence[str], dpi: int) -> list[
     return paths
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,7 +313,7 @@ def plot_map(
     """A map figure: ``image`` (RGBA from :func:`shade_values` / :func:`shade_categories`)
     on equal axes, with a colour bar (cmap, vmin, vmax, label) or a legend of
     (label, colour)."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.patches import Patch
@@ -329,7 +355,7 @@ def plot_density_difference(
 ) -> list[Path]:
     """The density difference B minus A (float (bins, bins), row = y bin): a diverging
     colour map centred on 0 with symmetric limits (red: denser in B, blue: denser in A)."""
-    plt = _pyplot()
+    plt = pyplot()
 
     (name_a, name_b), (n_a, n_b) = names, counts
     limit = float(np.nanmax(np.abs(difference))) if difference.size else 0.0
@@ -369,7 +395,7 @@ def plot_overlay(
     dpi: int = 300,
 ) -> list[Path]:
     """The overlay of :func:`overlay_rgb` on black, with a legend of the three colours."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     (name_a, name_b), (n_a, n_b) = names, counts
@@ -403,7 +429,7 @@ def plot_composition(
     """Stacked bars of the ``top`` largest clusters of a composition table (rows with
     cluster, n_a, n_b, fraction_a, fraction_b): above, contigs of A and B; below, each
     group's fraction scaled to sum 1 per cluster (0.5: as common in both groups)."""
-    plt = _pyplot()
+    plt = pyplot()
 
     name_a, name_b = names
     shown = list(rows[:top])
