@@ -249,6 +249,10 @@ def test_small_demo_end_to_end(tmp_path, capsys):
     clustered = _read_tsv(out / "clusters" / "clusters.tsv")
     assert len(clustered) == len(_read_tsv(out / "inputs" / "samples.tsv"))
     assert json.loads((out / "quality.json").read_text())
+    # the report's map is coloured by genus, every label column in its tooltips
+    report = json.loads((out / "report.html.json").read_text())
+    assert report["color"] == "genus" and report["maps"][0]["colour"] == "genus"
+    assert report["labels"]["columns"] == list(LABEL_COLUMNS)
     # again without --force: refused, the demo left as it was
     assert main(["demo", "-o", str(out), "--size", "small", "-q"]) == 1
     assert "already exists" in capsys.readouterr().err

@@ -144,8 +144,32 @@ def test_a_full_run_writes_every_output(done):
     )
     assert state["stages"]["map"]["commands"][0][:4] == ["map", "OUT/embeddings", "-o", "OUT/map"]
     assert (out / "kmervae.log").is_file()
+    report = state["stages"]["report"]["commands"][0]
+    assert report[report.index("--labels") + 1] == str(_root / "labels.tsv")
+    assert "--color" not in report  # no genus column: the labels' first column
+    assert json.loads((out / "report.html.json").read_text())["color"] == "cluster"
     ids = (out / "profiles" / "ids.txt").read_text().split()
     assert ids[0] == "a_contig_0" and ids[-1] == "b_contig_99"
+
+
+def test_the_report_gets_the_labels_unless_they_need_the_catalog(tmp_path):
+    from kmervae.pipeline.stages import Request, plan_stages
+
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("contig\tgenome\tgenus\na_contig_0\tg\tG\n")
+
+    def report(**evaluate: str) -> tuple[list[str], dict[str, Path]]:
+        request = Request((tmp_path / "a.fa",), tmp_path / "out", None, {"evaluate": evaluate}, 4)
+        stages = plan_stages(request, stage_parsers(), "options")
+        stage = next(s for s in stages if s.name == "report")
+        return stage.commands[0], stage.inputs
+
+    command, inputs = report(labels=str(labels))
+    assert command[command.index("--labels") + 1] == str(labels)
+    assert command[command.index("--color") + 1] == "genus"
+    assert inputs["labels"] == labels
+    command, inputs = report(labels=str(labels), catalog=str(tmp_path / "catalog.tsv"))
+    assert "--labels" not in command and "--color" not in command and "labels" not in inputs
 
 
 def test_a_rerun_skips_every_stage_and_changes_nothing(done, capsys):

@@ -172,6 +172,49 @@ def test_samples_file_names_each_contig(outputs, tmp_path):
     assert _provenance(text)["samples"]["sha256"] == file_sha256(outputs / "samples.tsv")
 
 
+def test_labels_colour_the_map_and_fill_the_tooltips(outputs, tmp_path):
+    out = tmp_path / "r.html"
+    _run("report", outputs / "map", "--labels", outputs / "labels.tsv", "-o", out, "-q")
+    text = out.read_text()
+    record = _provenance(text)
+    # the default with --labels: its first column
+    assert record["color"] == "genus" and record["maps"][0]["colour"] == "genus"
+    assert record["labels"]["columns"] == ["genus"]
+    assert record["labels"]["sha256"] == file_sha256(outputs / "labels.tsv")
+    assert "coloured by genus" in text and "240 of the 240 drawn contigs labelled" in text
+    assert "240 contigs, by genus" in text
+    for name in ("A0", "A1", "B0", "B1"):
+        assert f'"{name} (' in text, name  # a legend entry with its count
+    assert '"@label_0"' in text and '"genus"' in text  # the tooltip's label row
+    # a cluster folder among the inputs colours by cluster unless --color says otherwise
+    both = [outputs / "map", outputs / "clusters", "--labels", outputs / "labels.tsv"]
+    _run("report", *both, "-o", tmp_path / "c.html", "-q")
+    assert _provenance((tmp_path / "c.html").read_text())["color"] == "cluster"
+    _run("report", *both, "--color", "genus", "--top", "2", "-o", tmp_path / "g.html", "-q")
+    text = (tmp_path / "g.html").read_text()
+    assert _provenance(text)["color"] == "genus" and "the 2 most frequent named" in text
+    assert "2 other categories" in text  # the rest, grey
+    _run("report", outputs / "map", "--color", "length", "-o", tmp_path / "l.html", "-q")
+    text = (tmp_path / "l.html").read_text()
+    assert "coloured by length" in text and "log10 length (bp)" in text
+
+
+def test_only_the_drawn_contigs_labels_are_kept(outputs, tmp_path):
+    from kmervae.evaluate.labels import read_labels
+
+    ids = (outputs / "map" / "ids.txt").read_text().split()
+    labels = tmp_path / "own.tsv"
+    labels.write_text("contig\tgenome\tgenus\n" + "".join(f"{i}\tg_{i}\t{i[0]}\n" for i in ids))
+    out = tmp_path / "r.html"
+    argv = ["--labels", labels, "--color", "genus", "--max-points", "50"]
+    _run("report", outputs / "map", *argv, "-o", out, "-q")
+    text = out.read_text()
+    assert len(set(re.findall(r'"g_[^"]+"', text))) == 50  # the genomes of the drawn
+    assert '"@label_1"' in text
+    table = read_labels(labels, ids=set(ids[:7]))
+    assert sorted(table.by_id) == sorted(ids[:7]) and table.ranks == ["genome", "genus"]
+
+
 def test_a_big_map_is_sampled_with_a_density_image(outputs, tmp_path):
     runs = {}
     for seed in (1, 1, 2):
@@ -299,11 +342,33 @@ def test_bad_input_is_one_line_and_writes_nothing(outputs, tmp_path, capsys, cas
         (["--max-points", "0"], "argument --max-points: must be >= 1"),
         (["--seed", "-1"], "argument --seed"),
         (["--samples", "{tmp}/none.tsv"], "no such samples file"),
+        (["--top", "0"], "argument --top: must be >= 1"),
+        (["--labels", "{tmp}/none.tsv"], "none.tsv: no such labels file"),
+        (["--color", "genus"], "--color genus needs --labels TSV with a column 'genus'"),
+        (["--color", "cluster"], "--color cluster needs a cluster folder among the inputs"),
+        (
+            ["--labels", "{out}/labels.tsv", "--color", "phylum"],
+            "labels.tsv: no column 'phylum' to colour the map by (columns: genus)",
+        ),
+        (
+            ["--labels", "{tmp}/other.tsv"],
+            "other.tsv: none of the 240 drawn contigs of {out}/map is labelled there",
+        ),
+        (
+            ["--labels", "{tmp}/empty.tsv"],
+            "empty.tsv: none of the 240 drawn contigs of {out}/map has a genus label there",
+        ),
+        (["--labels", "{tmp}/header.tsv"], "header.tsv: expected a TSV header"),
     ],
 )
 def test_bad_option_is_one_line(outputs, tmp_path, capsys, argv, needle):
     out = tmp_path / "r.html"
-    argv = [a.format(tmp=tmp_path) for a in argv]
+    (tmp_path / "other.tsv").write_text("id\tgenus\nnot_on_the_map\tX\n")
+    first = (outputs / "map" / "ids.txt").read_text().split()[0]
+    (tmp_path / "empty.tsv").write_text(f"id\tgenus\n{first}\tNA\n")
+    (tmp_path / "header.tsv").write_text("id\n")
+    argv = [a.format(tmp=tmp_path, out=outputs) for a in argv]
+    needle = needle.format(out=outputs)
     assert_refused(["report", outputs / "map", *argv, "-o", out], capsys, needle)
     assert_clean(tmp_path, out, tmp_path / "r.html.json")
 

@@ -28,10 +28,9 @@ from kmervae.cli._common import (
 )
 from kmervae.errors import InputError, KmervaeError
 from kmervae.provenance import run_provenance
+from kmervae.viz.maps import BUILTIN_COLOURS
 
 log = logging.getLogger(__name__)
-
-BUILTIN_COLOURS = ("gc", "length", "cluster")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -73,7 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_threads_option(stages)
     evaluation = parser.add_argument_group("evaluation and comparison")
     evaluation.add_argument(
-        "--labels", type=Path, metavar="TSV", help="labels of the contigs: adds taxonomy.json"
+        "--labels",
+        type=Path,
+        metavar="TSV",
+        help="labels of the contigs: adds taxonomy.json, and without --catalog colours the "
+        "report's map (by genus where there is a genus column)",
     )
     evaluation.add_argument(
         "--catalog", type=Path, metavar="TSV", help="genome catalogue joined with --labels"

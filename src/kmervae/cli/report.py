@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Gather kmervae outputs into one HTML file that opens in any browser with "
         "no network: training curves of a run, the tables of 'kmervae evaluate' JSON results "
         "(models beside baselines, the best value highlighted), an interactive map (pan, "
-        "zoom, a tooltip per contig; coloured by cluster when a cluster folder is given), "
+        "zoom, a tooltip per contig with its labels; coloured by GC, length, cluster or a "
+        "label, as 'kmervae map' colours), "
         "the clusters, the comparison of sample groups, and the provenance of every input. "
         "Each section appears when an input provides it. The provenance of the report is "
         "written into it and beside it (OUT.html.json).",
@@ -48,6 +49,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "map's tooltips (default: each contig's source file, from an embed folder among the "
         "inputs)",
     )
+    colour = parser.add_argument_group("colours of the map")
+    colour.add_argument(
+        "--color",
+        metavar="WHAT",
+        help="gc (default), length, cluster (with a cluster folder among the inputs; the "
+        "default when given) or a column of --labels (default with --labels: its first column)",
+    )
+    colour.add_argument(
+        "--labels",
+        type=Path,
+        metavar="TSV",
+        help="labels: a header line, the contig id first, then one column per label; every "
+        "column is shown in the map's tooltips",
+    )
+    colour.add_argument(
+        "--top",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="clusters or labels named in the legend, the most frequent (default 20; the "
+        "rest grey)",
+    )
     parser.add_argument(
         "--max-points",
         type=positive_int,
@@ -73,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         title=args.title,
         samples=args.samples,
+        labels=args.labels,
+        color=args.color,
+        top=args.top,
         max_points=args.max_points,
         seed=args.seed,
         provenance=run_provenance(args.argv, seed=args.seed),

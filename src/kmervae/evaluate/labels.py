@@ -110,9 +110,18 @@ def _rows(fh: TextIO) -> Iterator[tuple[int, list[str]]]:
         yield line_no, row
 
 
-def read_labels(path: str | Path | LabelsWithCatalog, ranks: list[str] | None = None) -> LabelTable:
+def read_labels(
+    path: str | Path | LabelsWithCatalog,
+    ranks: list[str] | None = None,
+    *,
+    ids: Collection[str] | None = None,
+) -> LabelTable:
     """Read a labels TSV; ``ranks`` picks columns (default: every column after the id).
     A :class:`LabelsWithCatalog` is read by :func:`read_catalog_labels`.
+
+    ``ids`` (a set, for speed) keeps only the labels of those ids: the file is streamed,
+    so memory is theirs only; none of them labelled is then not an error (the caller knows
+    what the ids are), and only a repeat of a kept id is.
 
     Raises
     ------
@@ -120,7 +129,10 @@ def read_labels(path: str | Path | LabelsWithCatalog, ranks: list[str] | None = 
         No such file, no header, a rank that is not a column, a repeated id.
     """
     if isinstance(path, LabelsWithCatalog):
-        return read_catalog_labels(path.table, path.catalog, ranks)
+        table = read_catalog_labels(path.table, path.catalog, ranks)
+        if ids is not None:
+            table.by_id = {i: v for i, v in table.by_id.items() if i in ids}
+        return table
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such labels file")
@@ -143,6 +155,8 @@ def read_labels(path: str | Path | LabelsWithCatalog, ranks: list[str] | None = 
             if not row or not row[0].strip():
                 continue
             ident = row[0].strip()
+            if ids is not None and ident not in ids:
+                continue
             if ident in by_id:
                 raise InputError(f"{path}: line {line_no}: id {ident!r} repeats an earlier line")
             values = []
@@ -150,7 +164,7 @@ def read_labels(path: str | Path | LabelsWithCatalog, ranks: list[str] | None = 
                 value = row[i].strip() if i < len(row) else ""
                 values.append(None if value.lower() in MISSING else value)
             by_id[ident] = tuple(values)
-    if not by_id:
+    if not by_id and ids is None:
         raise InputError(f"{path}: no labelled ids")
     return LabelTable(path, list(chosen), by_id)
 

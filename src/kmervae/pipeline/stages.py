@@ -420,14 +420,29 @@ def _report_stage(
     opts: StageOptions,
     report: Path,
 ) -> Stage:
-    """``kmervae report`` over every output of the stages before it."""
+    """``kmervae report`` over every output of the stages before it, with the samples of
+    the comparison and the labels of the evaluation (the map coloured by their genus, else
+    by their first column). Labels joined with a catalogue are a chop table, not a labels
+    file: the report does not get them."""
     options = dict(opts.get("report", {}))
+    known = long_options(parsers["report"])
     samples = opts.get("compare", {}).get("samples")
-    if samples is not None and "samples" in long_options(parsers["report"]):
+    if samples is not None and "samples" in known:
         options.setdefault("samples", samples)
+    evaluate = opts.get("evaluate", {})
+    labels = evaluate.get("labels")
+    wanted = "labels" in known and "labels" not in options
+    if labels is not None and evaluate.get("catalog") is None and wanted:
+        from kmervae.evaluate.labels import read_labels
+
+        options["labels"] = labels
+        if "genus" in read_labels(labels, ids=()).ranks:
+            options.setdefault("color", "genus")
     shown = [p for s in stages if s.name not in ("profile", "index", "knn") for p in s.outputs]
     shown = [p for p in shown if p.suffix != ".md"]
     inputs = {p.name: p for p in shown}
+    if options.get("labels") is not None:
+        inputs["labels"] = Path(options["labels"])
     return Stage(
         "report",
         [

@@ -37,6 +37,9 @@ from kmervae.io.npy import load_column
 
 log = logging.getLogger(__name__)
 
+#: what a map can be coloured by besides a labels column
+BUILTIN_COLOURS = ("gc", "length", "cluster")
+
 FORMAT_NAME = "kmervae-map"
 SCHEMA_VERSION = 1
 #: fewer rows than this make no map worth drawing

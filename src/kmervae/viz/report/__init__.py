@@ -14,14 +14,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kmervae.errors import KmervaeError
+from kmervae.errors import InputError, KmervaeError
+from kmervae.viz.maps import BUILTIN_COLOURS
+
+if TYPE_CHECKING:
+    from kmervae.evaluate.labels import LabelTable
 
 log = logging.getLogger(__name__)
 
 #: the most map points drawn by default
 MAX_POINTS = 100_000
+#: clusters or labels named in a map's legend by default
+TOP = 20
 
 
 @dataclass
@@ -49,12 +55,31 @@ def _header(title: str, provenance: dict[str, Any], inputs: Sequence[Any]) -> st
     )
 
 
+def _colour_choice(color: str | None, has_clusters: bool, labels: LabelTable | None) -> str:
+    """What the maps are coloured by, as ``kmervae map`` chooses it: ``color``, else
+    ``cluster`` with a cluster folder, else the first column of the labels, else ``gc``;
+    a label column must be in the labels (a :class:`~kmervae.evaluate.labels.LabelTable`)."""
+    if color is None:
+        if has_clusters:
+            return "cluster"
+        return labels.ranks[0] if labels is not None else "gc"
+    if color not in BUILTIN_COLOURS and labels is not None and color not in labels.ranks:
+        raise InputError(
+            f"{labels.path}: no column {color!r} to colour the map by (columns: "
+            f"{', '.join(labels.ranks)})"
+        )
+    return color
+
+
 def build_report(
     inputs: Sequence[str | Path],
     output: str | Path,
     *,
     title: str | None = None,
     samples: str | Path | None = None,
+    labels: str | Path | None = None,
+    color: str | None = None,
+    top: int = TOP,
     max_points: int = MAX_POINTS,
     seed: int = 1,
     provenance: dict[str, Any] | None = None,
@@ -70,6 +95,12 @@ def build_report(
     title : the page's title (default: "kmervae report").
     samples : a samples TSV (contig, sample, group) for the map's tooltips; default: the
         source file of each contig, from an embed folder among the inputs.
+    labels : a labels TSV (a header line, the contig id first, then one column per label):
+        every column in the map's tooltips; only the drawn contigs' labels are kept.
+    color : what the map is coloured by: ``gc``, ``length``, ``cluster`` (a cluster folder
+        among the inputs) or a column of ``labels``; default: ``cluster`` with a cluster
+        folder, else the first column of ``labels``, else ``gc``.
+    top : clusters or labels named in the map's legend, the most frequent (the rest grey).
     max_points : map points drawn at most; a bigger map is sampled (seeded) and shown with a
         density image of all its points too.
     seed : of the map sample.
@@ -86,12 +117,15 @@ def build_report(
     from kmervae.viz.report import sections
     from kmervae.viz.report.html import Page
     from kmervae.viz.report.inputs import of_kind, resolve_inputs
+    from kmervae.viz.report.mapview import map_points
     from kmervae.viz.report.quality import quality_section
 
     started = time.perf_counter()
     output = Path(output)
     if max_points < 1:
         raise KmervaeError(f"max_points must be at least 1, got {max_points}")
+    if top < 1:
+        raise KmervaeError(f"top must be at least 1, got {top}")
     if not inputs:
         raise KmervaeError("no input to report on")
     check_writable(output, overwrite)
@@ -101,11 +135,30 @@ def build_report(
     for item in found:
         if item.path.resolve() == output.resolve():
             raise KmervaeError(f"{output} is one of the inputs")
+    has_clusters = bool(of_kind(found, "clusters"))
+    if color == "cluster" and not has_clusters:
+        raise KmervaeError("--color cluster needs a cluster folder among the inputs")
+    if color is not None and color not in BUILTIN_COLOURS and labels is None:
+        raise KmervaeError(
+            f"--color {color} needs --labels TSV with a column {color!r} "
+            f"(or use {', '.join(BUILTIN_COLOURS)})"
+        )
     samples_path = None
     if samples is not None:
         from kmervae.viz.compare import read_samples
 
         samples_path = read_samples(samples).path
+    map_inputs = of_kind(found, "map")
+    drawn = [map_points(item.data["map"], max_points, seed) for item in map_inputs]
+    table = None
+    if labels is not None:
+        from kmervae.evaluate.labels import read_labels
+
+        # one pass over the file, keeping the drawn contigs' labels only
+        table = read_labels(labels, ids={i for points in drawn for i in points.ids})
+        if not map_inputs:
+            log.warning("--labels %s is not used: no map among the inputs", labels)
+    colour = _colour_choice(color, has_clusters, table)
 
     page = Page()
     maps_record = []
@@ -113,17 +166,21 @@ def build_report(
         sections.training_section(page, page.section("training", "Training"), found)
     if of_kind(found, "evaluation", "matrix"):
         quality_section(page.section("quality", "Quality"), found)
-    if of_kind(found, "map"):
+    if map_inputs:
         section = page.section("map", "Map")
-        for item in of_kind(found, "map"):
+        for item, points in zip(map_inputs, drawn, strict=True):
             maps_record.append(
                 sections.map_section(
                     page,
                     section,
                     item,
                     found,
+                    points,
                     samples=samples_path,
-                    max_points=max_points,
+                    labels=table,
+                    colour=colour,
+                    colour_asked=color is not None,
+                    top=top,
                     seed=seed,
                 )
             )
@@ -144,6 +201,15 @@ def build_report(
         "samples": None
         if samples_path is None
         else {"path": str(samples_path.resolve()), "sha256": file_sha256(samples_path)},
+        "labels": None
+        if table is None
+        else {
+            "path": str(table.path.resolve()),
+            "sha256": file_sha256(table.path),
+            "columns": table.ranks,
+        },
+        "color": colour,
+        "top": top,
         "max_points": max_points,
         "sections": [s.anchor for s in page.sections],
         "maps": maps_record,

@@ -94,21 +94,47 @@ def curve_figure(
     return fig
 
 
+def _continuous(
+    fig: Any, data: dict[str, Any], field: str, palette: Any, title: str
+) -> dict[str, Any]:
+    """The colour of a scatter by the numbers of ``data[field]`` (the 1st to 99th
+    percentile, as ``kmervae map`` spans them; grey where unknown) and its colour bar."""
+    from bokeh.models import LinearColorMapper
+    from bokeh.models.annotations import ColorBar
+
+    from kmervae.viz.render import OTHER_GREY
+
+    values = np.asarray(data[field], np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = np.percentile(finite, [1, 99]) if len(finite) else (0.0, 1.0)
+    mapper = LinearColorMapper(
+        palette=palette, low=float(low), high=float(max(high, low + 1e-6)), nan_color=OTHER_GREY
+    )
+    fig.add_layout(ColorBar(color_mapper=mapper, title=title, width=12), "right")
+    return {"field": field, "transform": mapper}
+
+
 def map_figure(
     points: MapPoints,
     *,
     title: str,
     axis_labels: tuple[str, str],
+    colour: str,
+    categories: tuple[np.ndarray, list[str]] | None,
     clusters: list[str | None] | None,
     samples: list[str | None] | None,
+    labels: Sequence[tuple[str, list[str | None]]] = (),
     top: int = 20,
 ) -> Any:
-    """A scatter of the drawn points: coloured by cluster (the ``top`` largest named in a
-    legend that hides a cluster on click, the rest grey) when ``clusters`` is given, else
-    by GC; a tooltip with contig id, length, GC, cluster and sample."""
-    from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper
-    from bokeh.models.annotations import ColorBar
-    from bokeh.palettes import Viridis256
+    """A scatter of the drawn points with a tooltip of contig id, length, GC, cluster,
+    sample and each label column (``labels``: name, one label per point).
+
+    Coloured by ``categories`` (int32 codes per point, -1 for none, and the names of the
+    codes: clusters or labels, see :func:`kmervae.viz.maps.category_codes`) when given: the
+    ``top`` most frequent named in a legend titled ``colour`` that hides one on click, the
+    rest grey; else by ``colour``: ``length`` (log10 bp) or GC."""
+    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.palettes import Magma256, Viridis256
 
     from kmervae.viz.render import OTHER_GREY, top_categories
 
@@ -123,20 +149,24 @@ def map_figure(
         "cluster": [c if c is not None else "–" for c in clusters] if clusters else ["–"] * n,
         "sample": [s if s is not None else "–" for s in samples] if samples else ["–"] * n,
     }
+    if colour == "length" and categories is None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data["log_length"] = np.where(
+                points.lengths > 0, np.log10(points.lengths.astype(np.float64)), np.nan
+            )
+    # label columns under fixed names: a column's own name may be anything
+    for j, (_, values) in enumerate(labels):
+        data[f"label_{j}"] = [v if v is not None else "–" for v in values]
     fig = _figure(title, *axis_labels, height=720, match_aspect=True, name=MAP_NAME)
     size, alpha = (4, 0.8) if n <= 20_000 else (2.5, 0.6)
     renderers = []
-    if clusters:
-        names: dict[str, int] = {}
-        codes = np.array(
-            [-1 if c is None else names.setdefault(c, len(names)) for c in clusters], np.int32
-        )
-        order = list(names)
-        shown, colours, legend = top_categories(codes, order, top)
-        groups = [(i, colour, legend[i][0]) for i, colour in enumerate(colours)]
+    if categories is not None:
+        codes, names = categories
+        shown, colours, legend = top_categories(codes, names, top)
+        groups = [(i, c, legend[i][0]) for i, c in enumerate(colours)]
         if (shown < 0).any():
             groups.insert(0, (-1, OTHER_GREY, legend[-1][0]))
-        for code, colour, label in groups:
+        for code, c, label in groups:
             keep = np.flatnonzero(shown == code)
             source = ColumnDataSource(
                 {
@@ -151,37 +181,32 @@ def map_figure(
                     source=source,
                     size=size,
                     alpha=alpha,
-                    color=colour,
+                    color=c,
                     line_color=None,
                     legend_label=label,
                 )
             )
+        fig.legend.title = colour
         fig.legend.click_policy = "hide"
         fig.legend.label_text_font_size = "8pt"
         fig.legend.spacing = 0
         fig.add_layout(fig.legend[0], "right")
     else:
-        finite = gc_pct[np.isfinite(gc_pct)]
-        low, high = np.percentile(finite, [1, 99]) if len(finite) else (0.0, 100.0)
-        mapper = LinearColorMapper(
-            palette=Viridis256,
-            low=float(low),
-            high=float(max(high, low + 1e-6)),
-            nan_color=OTHER_GREY,
-        )
-        source = ColumnDataSource(data)
+        if colour == "length":
+            fill = _continuous(fig, data, "log_length", Magma256, "log10 length (bp)")
+        else:
+            fill = _continuous(fig, data, "gc", Viridis256, "GC (%)")
         renderers.append(
             fig.scatter(
                 "x",
                 "y",
-                source=source,
+                source=ColumnDataSource(data),
                 size=size,
                 alpha=alpha,
                 line_color=None,
-                color={"field": "gc", "transform": mapper},
+                color=fill,
             )
         )
-        fig.add_layout(ColorBar(color_mapper=mapper, title="GC (%)", width=12), "right")
     fig.add_tools(
         HoverTool(
             renderers=renderers,
@@ -191,6 +216,7 @@ def map_figure(
                 ("GC", "@gc{0.0} %"),
                 ("cluster", "@cluster"),
                 ("sample", "@sample"),
+                *((name, f"@label_{j}") for j, (name, _) in enumerate(labels)),
             ],
         )
     )

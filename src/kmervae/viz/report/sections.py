@@ -7,14 +7,17 @@ import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kmervae.errors import InputError
-from kmervae.viz.report import figures
+from kmervae.viz.report import BUILTIN_COLOURS, figures
 from kmervae.viz.report.html import Column, Page, Section, esc, image, key_values, number, table
 from kmervae.viz.report.inputs import ReportInput, of_kind, recorded_checksums
+
+if TYPE_CHECKING:
+    from kmervae.evaluate.labels import LabelTable
 
 log = logging.getLogger(__name__)
 
@@ -241,26 +244,78 @@ def _samples_for(
     return None, ""
 
 
+def _drawn_labels(
+    labels: LabelTable, points: Any, item: ReportInput, colour: str
+) -> list[tuple[str, list[str | None]]]:
+    """Each label column with each drawn contig's label, checked as ``kmervae map`` checks
+    its labels: no drawn contig labelled, or none with a label of the colour's column, is an
+    error; some without one, a warning."""
+    drawn = len(points.ids)
+    rows = [labels.by_id.get(i) for i in points.ids]
+    found = sum(r is not None for r in rows)
+    if found == 0:
+        raise InputError(
+            f"{labels.path}: none of the {drawn:,} drawn contigs of {item.path} is labelled "
+            f"there (first drawn id {points.ids[0]!r}); do the ids match?"
+        )
+    columns = [
+        (rank, [None if r is None else r[j] for r in rows]) for j, rank in enumerate(labels.ranks)
+    ]
+    if colour not in BUILTIN_COLOURS:
+        values = columns[labels.ranks.index(colour)][1]
+        with_value = sum(v is not None for v in values)
+        if with_value == 0:
+            raise InputError(
+                f"{labels.path}: none of the {drawn:,} drawn contigs of {item.path} has a "
+                f"{colour} label there"
+            )
+        if with_value < drawn:
+            log.warning(
+                "%d of %d drawn contigs of %s have no %s in %s (grey)",
+                drawn - with_value,
+                drawn,
+                item.path,
+                colour,
+                labels.path,
+            )
+    elif found < drawn:
+        log.warning(
+            "%d of %d drawn contigs of %s have no line in %s",
+            drawn - found,
+            drawn,
+            item.path,
+            labels.path,
+        )
+    return columns
+
+
 def map_section(
     page: Page,
     section: Section,
     item: ReportInput,
     inputs: Sequence[ReportInput],
+    points: Any,
     *,
     samples: Path | None,
-    max_points: int,
+    labels: LabelTable | None,
+    colour: str,
+    colour_asked: bool,
+    top: int,
     seed: int,
 ) -> dict[str, Any]:
-    """A map: an interactive scatter of at most ``max_points`` contigs and, beyond, a
-    density image of all of them. Returns what the report's provenance records of it."""
-    from kmervae.viz.maps import axis_names
-    from kmervae.viz.report.mapview import clusters_of, density_png, map_points
+    """A map: an interactive scatter of its drawn ``points``
+    (:func:`~kmervae.viz.report.mapview.map_points`) coloured by ``colour`` (gc, length,
+    cluster or a column of ``labels``, a :class:`~kmervae.evaluate.labels.LabelTable` of
+    the drawn contigs) and, when they are a sample, a density image of all of them. Returns
+    what the report's provenance records of it."""
+    from kmervae.viz.maps import axis_names, category_codes
+    from kmervae.viz.report.mapview import clusters_of, density_png
 
     map_data = item.data["map"]
-    points = map_points(map_data, max_points, seed)
     n, drawn = map_data.n_rows, len(points.ids)
-    colour, notes = "gc", []
+    notes = []
     clusters = None
+    categories = None
     cluster_inputs = of_kind(inputs, "clusters")
     if cluster_inputs:
         chosen = cluster_inputs[0]
@@ -269,30 +324,64 @@ def map_section(
         found = clusters_of(file.file, fmt, set(points.ids))
         if found:
             clusters = [found.get(i) for i in points.ids]
-            colour = "cluster"
+        if colour == "cluster" and found:
+            clustered: dict[str, str | None] = {**found}
+            categories = category_codes([points.ids], clustered, drawn)[:2]
             notes.append(
                 f"coloured by cluster ({esc(file.name)} of {_mono(chosen.path)}: "
-                f"{len(found):,} of the {drawn:,} drawn contigs clustered; the 20 largest "
+                f"{len(found):,} of the {drawn:,} drawn contigs clustered; the {top} largest "
                 "named, click a legend entry to hide it)"
             )
-        else:
+        elif colour == "cluster" and colour_asked:
+            raise InputError(
+                f"{file.file}: none of the {drawn:,} drawn contigs of {item.path} is "
+                f"clustered there (first drawn id {points.ids[0]!r}); do the ids match?"
+            )
+        elif colour == "cluster":
+            colour = "gc"
             notes.append(
                 f"coloured by GC: none of the drawn contigs is in the clusters of "
                 f"{_mono(chosen.path)}"
             )
-    if colour == "gc" and not notes:
+    label_columns = []
+    if labels is not None:
+        label_columns = _drawn_labels(labels, points, item, colour)
+    if labels is not None and colour not in BUILTIN_COLOURS:
+        values = dict(label_columns)[colour]
+        mapping: dict[str, str | None] = dict(zip(points.ids, values, strict=True))
+        codes, names, with_value = category_codes([points.ids], mapping, drawn)
+        categories = (codes, names)
+        notes.append(
+            f"coloured by {esc(colour)} ({_mono(labels.path.name)}: {with_value:,} of the "
+            f"{drawn:,} drawn contigs labelled, {len(names):,} {esc(colour)} labels; the "
+            f"{top} most frequent named, click a legend entry to hide it)"
+        )
+    elif colour == "length":
+        notes.append("coloured by length (log10 bp)")
+    elif colour == "gc" and not notes:
         notes.append("coloured by GC (%)")
+    if labels is not None:
+        notes.append(
+            f"the tooltips show the labels of {_mono(labels.path.name)} "
+            f"({esc(', '.join(labels.ranks))})"
+        )
     sample_names, sample_note = _samples_for(points, item, samples, inputs)
     if sample_note:
         notes.append(esc(sample_note))
     title = f"{n:,} contigs" if not points.sampled else f"{drawn:,} of {n:,} contigs"
+    if categories is not None:
+        title += f", by {colour}"
     section.add(f"<h3>Map {_mono(item.path)} ({esc(map_data.method)})</h3>")
     fig = figures.map_figure(
         points,
         title=title,
         axis_labels=axis_names(map_data.method),
+        colour=colour,
+        categories=categories,
         clusters=clusters,
         samples=sample_names,
+        labels=label_columns,
+        top=top,
     )
     section.add(page.figure(fig))
     drawn_text = (
