@@ -273,8 +273,10 @@ def _prepare(
         model_path = model_path.resolve()
         latent = check_model(model_path)
     else:
+        from kmervae._extras import require
         from kmervae.model.config import VAEConfig
 
+        require("torch", extra="train", purpose="training (the pipeline without --model)")
         latent = int(merged.get("train", {}).get("latent", VAEConfig().latent))
     request = Request(tuple(paths), out.resolve(), model_path, merged, latent)
     return request, parsers, plan_stages(request, parsers, where), where
