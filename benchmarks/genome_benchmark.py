@@ -38,10 +38,12 @@ The data source is a parameter: any folder of genomes with such a catalog works.
 ``--repeats N`` (default 3) runs the whole chain N times, with seeds ``--seed``,
 ``--seed`` + 1, …: each run splits, cuts, trains and fits anew, in ``OUT/seed-S/`` (its
 own tables and JSON, ``--reuse`` per folder). ``OUT/benchmark.md`` and
-``OUT/benchmark.json`` then hold every figure as the median of the runs with its min–max
-range. ``--repeats 1`` is one run straight into ``OUT``. A quick check of the whole chain:
-``--epochs 1 --hidden 64,32 --latent 16 --pool-size 300 --lengths 10000-20000
---cluster-methods leiden``.
+``OUT/benchmark.json`` then hold every figure as the mean ± standard error of the runs
+with its min–max range, and a table of each representation's differences from PCA-32 in
+the same run (paired: same split, same contigs), mean ± SE, marked where more than two
+standard errors from 0. ``--repeats 1`` is one run straight into ``OUT``. A quick check
+of the whole chain: ``--epochs 1 --hidden 64,32 --latent 16 --pool-size 300 --lengths
+10000-20000 --cluster-methods leiden``.
 """
 
 from __future__ import annotations
@@ -496,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=3,
         help="whole runs with seeds SEED, SEED+1, …, each in OUT/seed-S; every figure is "
-        "printed as the median and min–max range of the runs (default 3; 1: one run in OUT)",
+        "printed as mean ± standard error and min–max range of the runs (default 3; 1: one run "
+        "in OUT)",
     )
     clusters = parser.add_argument_group("clusters of the test contigs")
     clusters.add_argument("--skip-clusters", action="store_true")
@@ -657,26 +660,71 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _cell(values: list[float], fmt: str) -> str:
-    """``median (min–max)`` of one cell over the runs; runs where the figure is NaN (no
-    queries in that slice) are left out and counted."""
-    from _timing import spread
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error (sample standard deviation / sqrt(n); 0 for one value)."""
+    got = np.asarray(values, dtype=np.float64)
+    if len(got) < 2:
+        return float(got.mean()), 0.0
+    return float(got.mean()), float(got.std(ddof=1) / np.sqrt(len(got)))
 
+
+def _cell(values: list[float], fmt: str) -> str:
+    """``mean ± SE (min–max)`` of one cell over the runs (the value alone for one run);
+    runs where the figure is NaN (no queries in that slice) are left out and counted."""
     finite = [v for v in values if v == v]
     if not finite:
         return "nan"
-    got = spread(finite)
-    text, low, high = fmt.format(got.median), fmt.format(got.low), fmt.format(got.high)
-    if low != high:
-        text += f" ({low}–{high})"
+    mean, se = mean_se(finite)
+    text = fmt.format(mean)
+    low, high = fmt.format(min(finite)), fmt.format(max(finite))
+    if len(finite) > 1:
+        text += f" ± {fmt.format(se)}"
+        if low != high:
+            text += f" ({low}–{high})"
     if len(finite) < len(values):
         text += f" [{len(finite)} of {len(values)} runs]"
     return text
 
 
+#: the baseline every representation is compared with, run by run, in the paired table
+PAIRED_WITH = "PCA-32 of CLR"
+
+
+def paired_table(runs: list[dict[str, Any]], reference: str = PAIRED_WITH) -> str:
+    """Per representation and slice: its figure minus ``reference``'s in the same run
+    (same split, same contigs), as mean ± SE over the runs; ``*`` marks a mean more than two
+    standard errors from 0 (with at least 3 runs). Empty when ``reference`` is absent."""
+    labels = [row["representation"] for row in runs[0]["rows"]]
+    if reference not in labels:
+        return ""
+    keys = [*COLUMNS, ("fidelity Spearman", "fidelity Spearman")]
+    head = ["representation", *[title for _, title in keys]]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for label in labels:
+        if label == reference:
+            continue
+        cells = [label]
+        for key, _ in keys:
+            diffs = []
+            for run in runs:
+                rows = {r["representation"]: r for r in run["rows"]}
+                d = rows[label][key] - rows[reference][key]
+                if d == d:
+                    diffs.append(d)
+            if not diffs:
+                cells.append("nan")
+                continue
+            mean, se = mean_se(diffs)
+            mark = "*" if len(diffs) >= 3 and abs(mean) > 2 * se else ""
+            cells.append(f"{mean:+.3f} ± {se:.3f}{mark}" if len(diffs) > 1 else f"{mean:+.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summary_tables(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    """The main table and the clusters table with every figure as the median (min–max)
-    over ``runs`` (matched by representation and clustering)."""
+    """The main table, the paired differences from PCA-32 and the clusters table, every
+    figure as mean ± SE (min–max) over ``runs`` (matched by representation and
+    clustering)."""
     labels = [row["representation"] for row in runs[0]["rows"]]
     by_label = {
         label: [next(r for r in run["rows"] if r["representation"] == label) for run in runs]
@@ -692,6 +740,12 @@ def summary_tables(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
         cells.append(f"{_cell([r['fidelity Spearman'] for r in rows], '{:.3f}')} ({pool})")
         lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
+    paired = paired_table(runs) if len(runs) > 1 else ""
+    if paired:
+        text += (
+            f"\n\nMinus {PAIRED_WITH} in the same run (same split and contigs), mean ± SE over "
+            "the runs; * more than two standard errors from 0:\n\n" + paired
+        )
     if args.skip_clusters:
         return text
     head = ["representation", "clustering", *[t for _, t, _ in CLUSTER_COLUMNS]]
@@ -714,7 +768,7 @@ def summary_tables(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 def write_summary(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Print and write ``OUT/benchmark.md`` and ``OUT/benchmark.json``: every figure as the
-    median (min–max) over the runs, the runs' own headers below."""
+    mean ± SE (min–max) over the runs, the runs' own headers below."""
     from _timing import load_average
 
     from kmervae.cores import cpu_name
@@ -724,8 +778,9 @@ def write_summary(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
     seeds = [run["seed"] for run in runs]
     header = (
-        f"Median (min–max) over {len(runs)} runs, seeds {seeds[0]}–{seeds[-1]} (each run "
-        f"splits, cuts and trains anew): {counts('test genomes')} test genomes "
+        f"Mean ± standard error (min–max) over {len(runs)} runs, seeds "
+        f"{seeds[0]}–{seeds[-1]} (each run splits, cuts and trains anew): "
+        f"{counts('test genomes')} test genomes "
         f"({counts('test contigs')} contigs), {counts('train genomes')} train genomes "
         f"({counts('train contigs')} contigs); {cpu_name()}, {os.cpu_count()} cores; "
         f"{_cell([run['seconds'] for run in runs], '{:.0f}')} s a run; {load_average()} at "
