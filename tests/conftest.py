@@ -45,3 +45,32 @@ def genomes_dir() -> Path:
     if not (SHARED_GENOMES / "catalog.tsv").exists():
         pytest.skip("the shared real-genome collection is not beside this checkout")
     return SHARED_GENOMES
+
+
+@pytest.fixture
+def without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``import torch`` (and its submodules) fails for the test, as where the ``train``
+    extra is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """``benchmarks/genome_benchmark.py`` as a module (it is a script, not a package)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "genome_benchmark.py"
+    spec = importlib.util.spec_from_file_location("genome_benchmark", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,7 +4,6 @@ the small demo end to end."""
 
 from __future__ import annotations
 
-import builtins
 import csv
 import importlib.util
 import json
@@ -186,15 +185,7 @@ def test_bad_options_are_refused(tmp_path, capsys):
 
 
 @pytest.mark.bad_input
-def test_without_pytorch_one_line_names_the_extra(tmp_path, capsys, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+def test_without_pytorch_one_line_names_the_extra(tmp_path, capsys, without_torch):
     out = tmp_path / "out"
     assert_refused(["demo", "-o", out], capsys, "pip install 'kmervae[train]'", code=1)
     assert not out.exists() and not leftovers(tmp_path)

@@ -126,15 +126,7 @@ def test_a_module_whose_own_dependency_is_missing_names_both(monkeypatch):
     )
 
 
-def test_train_without_torch_says_which_extra(tmp_path, monkeypatch, capsys):
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError("No module named 'torch'", name="torch")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+def test_train_without_torch_says_which_extra(tmp_path, without_torch, capsys):
     code = main(["train", str(tmp_path / "data.kmv"), "-o", str(tmp_path / "run"), "-q"])
     assert code == 1
     assert capsys.readouterr().err == (

@@ -4,7 +4,6 @@ stage runs."""
 
 from __future__ import annotations
 
-import builtins
 import json
 import re
 import shutil
@@ -327,17 +326,9 @@ def test_a_changed_fasta_redoes_every_stage(done, capsys):
 
 @pytest.mark.bad_input
 def test_without_pytorch_and_without_a_model_one_line_names_the_extra(
-    tmp_path, capsys, monkeypatch
+    tmp_path, capsys, without_torch
 ):
     random_fasta(tmp_path / "a.fa", n=3, seed=1)
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError("No module named 'torch'", name="torch")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
     out = tmp_path / "out"
     code, _, err = _run(["pipeline", str(tmp_path / "a.fa"), "-o", str(out)], capsys)
     assert code == 1

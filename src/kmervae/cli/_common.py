@@ -226,6 +226,32 @@ def add_neighbours_option(
     )
 
 
+def add_colour_options(group: Any, *, clusters_from: str, labels_note: str = "") -> None:
+    """``--color WHAT``, ``--labels TSV`` and ``--top N``: how a map is coloured (``kmervae
+    map`` and ``kmervae report`` spell them alike). ``clusters_from`` says where the
+    clusters come from; ``labels_note`` ends the help of ``--labels``."""
+    group.add_argument(
+        "--color",
+        metavar="WHAT",
+        help=f"gc (default), length, cluster ({clusters_from}; the default when given) or a "
+        "column of --labels (default with --labels: its first column)",
+    )
+    group.add_argument(
+        "--labels",
+        type=Path,
+        metavar="TSV",
+        help="labels: a header line, the contig id first, then one column per label" + labels_note,
+    )
+    group.add_argument(
+        "--top",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="clusters or labels named in the legend, the most frequent (default 20; the "
+        "rest grey)",
+    )
+
+
 def add_format_option(parser: argparse.ArgumentParser) -> None:
     """``--format native|legacy`` for commands that write profile datasets."""
     parser.add_argument(

@@ -16,6 +16,7 @@ from kmervae.cli._common import (
     DPI,
     Bounded,
     LogFile,
+    add_colour_options,
     add_common_options,
     add_neighbours_option,
     add_threads_option,
@@ -97,28 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     umap.add_argument("--min-dist", type=non_negative_float, default=0.1, help="(default 0.1)")
     colour = parser.add_argument_group("colours of map.png")
-    colour.add_argument(
-        "--color",
-        metavar="WHAT",
-        help="gc (default), length, cluster (with --clusters; the default when given) or a "
-        "column of --labels (default with --labels: its first column)",
-    )
+    add_colour_options(colour, clusters_from="with --clusters")
     colour.add_argument(
         "--clusters", type=Path, metavar="TSV", help="a clustering: contig id, cluster"
-    )
-    colour.add_argument(
-        "--labels",
-        type=Path,
-        metavar="TSV",
-        help="labels: a header line, the contig id first, then one column per label",
-    )
-    colour.add_argument(
-        "--top",
-        type=positive_int,
-        default=20,
-        metavar="N",
-        help="clusters or labels named in the legend, the most frequent (default 20; the "
-        "rest grey)",
     )
     colour.add_argument("--dpi", type=DPI, default=150, help="map.png resolution (default 150)")
     add_common_options(parser)

@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import add_common_options, positive_int, seed_type
+from kmervae.cli._common import add_colour_options, add_common_options, positive_int, seed_type
 from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
@@ -50,26 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inputs)",
     )
     colour = parser.add_argument_group("colours of the map")
-    colour.add_argument(
-        "--color",
-        metavar="WHAT",
-        help="gc (default), length, cluster (with a cluster folder among the inputs; the "
-        "default when given) or a column of --labels (default with --labels: its first column)",
-    )
-    colour.add_argument(
-        "--labels",
-        type=Path,
-        metavar="TSV",
-        help="labels: a header line, the contig id first, then one column per label; every "
-        "column is shown in the map's tooltips",
-    )
-    colour.add_argument(
-        "--top",
-        type=positive_int,
-        default=20,
-        metavar="N",
-        help="clusters or labels named in the legend, the most frequent (default 20; the "
-        "rest grey)",
+    add_colour_options(
+        colour,
+        clusters_from="with a cluster folder among the inputs",
+        labels_note="; every column is shown in the map's tooltips",
     )
     parser.add_argument(
         "--max-points",
