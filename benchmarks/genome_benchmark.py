@@ -208,7 +208,7 @@ def train_model(train: Path, out: Path, args: argparse.Namespace, variant: dict[
     config = VAEConfig(
         ks=variant["ks"],
         hidden=tuple(args.hidden),
-        latent=variant.get("latent", args.latent),
+        latent=variant["latent"],
         dropout=variant.get("dropout", 0.0),
         beta=args.beta,
         distance_weight=variant.get("distance_weight", args.distance_weight),
@@ -224,8 +224,12 @@ def train_model(train: Path, out: Path, args: argparse.Namespace, variant: dict[
         seed=args.seed,
         fidelity_every=0,
         eval_train_rows=2000,
+        noise_fraction=variant.get("noise_fraction", 0.0),
+        noise_min_length=args.noise_lengths[0],
+        noise_max_length=args.noise_lengths[1],
+        consistency_weight=variant.get("consistency_weight", 0.0),
     )
-    run = out / f"run-{variant['name']}"
+    run = out / f"run-{variant['name']}-z{variant['latent']}"
     started = time.perf_counter()
     summary = train_vae(
         train,
@@ -464,12 +468,47 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--distance-locality", type=float, default=0.1)
     parser.add_argument("--hidden", type=_int_list, default=(1024, 512))
-    parser.add_argument("--latent", type=int, default=384)
+    parser.add_argument(
+        "--latent",
+        type=_int_list,
+        default=(384,),
+        metavar="N[,N...]",
+        help="latent size; several sizes train every variant at each (a sweep); the PCA "
+        "baselines include PCA at each size (default 384)",
+    )
     parser.add_argument(
         "--variants",
         default="reference",
-        help="models to train: reference (6..1-mers), five (5..1-mers, dropout 0.1), "
-        "distance (6..1-mers with the distance-preserving loss term), comma-separated",
+        help="models to train, comma-separated: reference (6..1-mers), five (the research "
+        "preset: 5..1-mers, dropout 0.1), distance (6..1-mers with the distance-preserving "
+        "loss term), noise (distance with length-noise views: denoising), consistency "
+        "(noise with the consistency term)",
+    )
+    parser.add_argument(
+        "--noise-fraction",
+        type=float,
+        default=0.5,
+        help="share of each batch seen as length-noise views in the noise and consistency "
+        "variants (default 0.5)",
+    )
+    parser.add_argument(
+        "--noise-lengths",
+        type=_length_range,
+        default=(1000, 10000),
+        metavar="MIN-MAX",
+        help="simulated lengths of the views, log-uniform (default 1000-10000)",
+    )
+    parser.add_argument(
+        "--consistency-weight",
+        type=float,
+        default=1.0,
+        help="the consistency variant's weight (default 1)",
+    )
+    parser.add_argument(
+        "--sigma",
+        action="store_true",
+        help="also evaluate every trained model's (mu, sigma) under the 2-Wasserstein "
+        "distance (the w2:MODEL representation)",
     )
     parser.add_argument(
         "--model",
@@ -531,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-VARIANT_KEYS = ("reference", "five", "distance")
+VARIANT_KEYS = ("reference", "five", "distance", "noise", "consistency")
 
 
 def run_once(args: argparse.Namespace) -> dict[str, Any]:
@@ -576,30 +615,45 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         "%d train contigs, %d test contigs (%.0f s)", n_train, n_test, time.perf_counter() - started
     )
 
+    from kmervae.model.config import MODEL_PRESETS
+
+    research = MODEL_PRESETS["research"]
+    distance = {"ks": (6, 5, 4, 3, 2, 1), "distance_weight": args.distance_weight or 1.0}
+    noise = f"views {args.noise_fraction:g} at {args.noise_lengths[0]}-{args.noise_lengths[1]}"
     variants = {
-        "reference": {"name": "reference", "ks": (6, 5, 4, 3, 2, 1), "label": "VAE 6..1-mers"},
+        "reference": {"ks": (6, 5, 4, 3, 2, 1), "label": "VAE 6..1-mers"},
         "five": {
-            "name": "five",
-            "ks": (5, 4, 3, 2, 1),
-            "dropout": 0.1,
-            "label": "VAE 5..1-mers, dropout 0.1",
+            "ks": research.ks,
+            "dropout": research.dropout,
+            "label": f"VAE {research.ks[0]}..{research.ks[-1]}-mers, dropout {research.dropout:g}",
         },
-        "distance": {
-            "name": "distance",
-            "ks": (6, 5, 4, 3, 2, 1),
-            "distance_weight": args.distance_weight or 1.0,
-            "label": "VAE 6..1-mers",
+        "distance": {**distance, "label": "VAE 6..1-mers"},
+        "noise": {
+            **distance,
+            "noise_fraction": args.noise_fraction,
+            "label": f"VAE 6..1-mers, {noise}",
+        },
+        "consistency": {
+            **distance,
+            "noise_fraction": args.noise_fraction,
+            "consistency_weight": args.consistency_weight,
+            "label": f"VAE 6..1-mers, {noise}, consistency {args.consistency_weight:g}",
         },
     }
     specs: list[tuple[str, str]] = []
-    for key in filter(None, args.variants.split(",")):
-        variant = variants[key]
-        model_dir = train_model(sides["models"][0], out, args, variant)
-        beta = "" if args.beta == 0.05 else f", beta {args.beta:g}"
-        weight = variant.get("distance_weight", args.distance_weight)
-        if weight:
-            beta += f", distance {weight:g} (locality {args.distance_locality:g})"
-        specs.append((f"{variant['label']}, {args.epochs} ep{beta}", str(model_dir)))
+    for latent in args.latent:
+        for key in filter(None, args.variants.split(",")):
+            variant = {**variants[key], "name": key, "latent": latent}
+            model_dir = train_model(sides["models"][0], out, args, variant)
+            beta = "" if args.beta == 0.05 else f", beta {args.beta:g}"
+            weight = variant.get("distance_weight", args.distance_weight)
+            if weight:
+                beta += f", distance {weight:g} (locality {args.distance_locality:g})"
+            size = f", latent {latent}" if len(args.latent) > 1 else ""
+            label = f"{variant['label']}, {args.epochs} ep{beta}{size}"
+            specs.append((label, str(model_dir)))
+            if args.sigma:
+                specs.append((f"{label}, W2 of (mu, sigma)", f"w2:{model_dir}"))
     for item in args.model:
         label, _, path = item.partition("=")
         specs.append((label, path))
@@ -611,7 +665,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             ("CLR 6..1-mers", "clr"),
             ("PCA-32 of CLR", "pca-32"),
             ("PCA-128 of CLR", "pca-128"),
-            (f"PCA-{args.latent} of CLR", f"pca-{args.latent}"),
+            *[(f"PCA-{n} of CLR", f"pca-{n}") for n in sorted(set(args.latent) - {32, 128})],
         ]
     )
     (train_ds, train_labels), (test_ds, test_labels) = sides["train"], sides["test"]

@@ -11,6 +11,7 @@ their min–max range.
 
     python benchmarks/train_speed.py                       # CPU: batch 1024, fp32
     python benchmarks/train_speed.py --rows 4000 --epochs 2 --configs 256:fp32   # quick
+    python benchmarks/train_speed.py --configs 256:fp32 --noise 0 0.5 0.5:1  # views' cost
     python benchmarks/train_speed.py --device cuda --rows 2000000 \\
         --configs 1024:fp32 1024:bf16 16384:bf16 16384:bf16:reduce-overhead
 """
@@ -18,6 +19,7 @@ their min–max range.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import statistics
 import tempfile
@@ -70,6 +72,14 @@ def main() -> None:
         help="BATCH:PRECISION[:COMPILE] (precision fp32|bf16; compile "
         "none|default|reduce-overhead); with a 4th field LR",
     )
+    parser.add_argument(
+        "--noise",
+        nargs="+",
+        default=["0"],
+        metavar="FRACTION[:WEIGHT]",
+        help="length-noise views (train --noise-fraction, and --consistency-weight after a "
+        "colon) to time with every configuration (default 0: none)",
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     add_repeats_option(parser, what="configuration")
     args = parser.parse_args()
@@ -86,8 +96,13 @@ def main() -> None:
             f"{VAEConfig().latent}; {args.epochs} epochs, first not counted; "
             f"{load_average()}; {runs_note(args.repeats)}\n"
         )
-        print("batch\tprecision\tcompile\tlr\tepoch samples/s\ttrain samples/s\tval loss")
-        for spec in args.configs:
+        print("batch\tprecision\tcompile\tlr\tviews\tepoch samples/s\ttrain samples/s\tval loss")
+        for spec, noise in itertools.product(args.configs, args.noise):
+            fraction, _, weight = noise.partition(":")
+            views = {
+                "noise_fraction": float(fraction),
+                "consistency_weight": float(weight or 0),
+            }
             fields = spec.split(":")
             batch, precision = int(fields[0]), fields[1]
             compile_mode = fields[2] if len(fields) > 2 else "none"
@@ -95,7 +110,7 @@ def main() -> None:
             wholes, trains, losses, seconds = [], [], [], []
             for r in range(args.repeats):
                 records: list[dict] = []
-                run = work / f"run-{spec.replace(':', '_')}-{r}"
+                run = work / f"run-{spec.replace(':', '_')}-{noise.replace(':', '_')}-{r}"
                 started = time.perf_counter()
                 train_vae(
                     data,
@@ -108,6 +123,7 @@ def main() -> None:
                         fidelity_every=0,
                         eval_train_rows=2048,
                         kl_warmup=1,
+                        **views,
                     ),
                     runtime=RuntimeOptions(
                         device=args.device,
@@ -126,7 +142,7 @@ def main() -> None:
                 trains.append(statistics.median(r["samples_per_s"] for r in counted))
                 losses.append(records[-1]["val_loss"])
             print(
-                f"{batch}\t{precision}\t{compile_mode}\t{lr:.0e}\t"
+                f"{batch}\t{precision}\t{compile_mode}\t{lr:.0e}\t{noise}\t"
                 f"{spread(wholes).format('{:.0f}')}\t{spread(trains).format('{:.0f}')}\t"
                 f"{spread(losses).format('{:.1f}')}\t"
                 f"a run in all: {spread(seconds).format('{:.0f}', ' s')}",

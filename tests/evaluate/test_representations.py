@@ -15,6 +15,7 @@ from kmervae.evaluate.representations import (
     CLRBaseline,
     ModelRepresentation,
     is_baseline,
+    model_path,
     open_representation,
     represent_rows,
 )
@@ -48,6 +49,36 @@ def test_model_and_clr_representations(tmp_path, dataset):
     full = open_representation("clr", ds.layout)
     assert full.dim == LAYOUT.n_features and full.name == "clr"
     assert open_representation("clr3,2", ds.layout).ks == (3, 2)
+
+
+def naive_w2(mu1, sigma1, mu2, sigma2):
+    """2-Wasserstein distance between N(mu1, diag sigma1²) and N(mu2, diag sigma2²) from the
+    general formula W2² = |mu1 - mu2|² + tr(S1 + S2 - 2 (S2^½ S1 S2^½)^½)."""
+    s1, s2 = np.diag(sigma1**2), np.diag(sigma2**2)
+    root2 = np.diag(sigma2)
+    cross = root2 @ s1 @ root2
+    values, vectors = np.linalg.eigh(cross)
+    cross_root = vectors @ np.diag(np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    return float(np.sqrt(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * cross_root)))
+
+
+def test_w2_representation_gives_wasserstein_distances(tmp_path, dataset):
+    x, ds = dataset
+    path, encoder = write_model(tmp_path / "model")
+    rep = open_representation(f"w2:{path}", ds.layout)
+    assert isinstance(rep, ModelRepresentation) and rep.w2 and rep.dim == 2 * SMALL.latent
+    assert rep.name.endswith("(w2)") and rep.describe()["distance"].startswith("w2")
+    rows = np.array([1, 7, 30, 99])
+    got = represent_rows(rep, ds, rows)
+    mu, logvar = direct_encode(encoder, x[rows])
+    sigma = np.exp(0.5 * logvar)
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            want = naive_w2(mu[i], sigma[i], mu[j], sigma[j])
+            assert np.linalg.norm(got[i] - got[j]) == pytest.approx(want, rel=1e-4, abs=1e-5)
+    assert model_path(f"w2:{path}") == str(path) and model_path("pca-3") == "pca-3"
+    with pytest.raises(InputError, match="neither a model path"):
+        open_representation("w2:no/such/model", ds.layout)
 
 
 def test_pca_matches_svd_of_the_clr(dataset):

@@ -154,6 +154,22 @@ class _KGroups(BoundedList):
         return values
 
 
+def length_range(text: str) -> tuple[int, int]:
+    """A length in bp, ``LENGTH`` or ``MIN-MAX``, as (MIN, MAX)."""
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+        else:
+            lo = hi = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LENGTH or MIN-MAX in bp, got {text!r}"
+        ) from None
+    if not 1 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"must satisfy 1 <= MIN <= MAX bp, got {text!r}")
+    return lo, hi
+
+
 def _plain(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 

@@ -6,27 +6,18 @@ import argparse
 import logging
 from pathlib import Path
 
-from kmervae.cli._common import add_common_options, non_negative_int, positive_int, seed_type
+from kmervae.cli._common import (
+    add_common_options,
+    length_range,
+    non_negative_int,
+    positive_int,
+    seed_type,
+)
 from kmervae.errors import KmervaeError
 from kmervae.io.chop import ChopSpec, chop_genomes
 from kmervae.provenance import run_provenance
 
 log = logging.getLogger(__name__)
-
-
-def _length_range(text: str) -> tuple[int, int]:
-    try:
-        if "-" in text:
-            lo, hi = (int(x) for x in text.split("-", 1))
-        else:
-            lo = hi = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LENGTH or MIN-MAX in bp, got {text!r}"
-        ) from None
-    if not 1 <= lo <= hi:
-        raise argparse.ArgumentTypeError(f"must satisfy 1 <= MIN <= MAX bp, got {text!r}")
-    return lo, hi
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-l",
         "--length",
-        type=_length_range,
+        type=length_range,
         default=(5000, 5000),
         metavar="BP|MIN-MAX",
         help="contig length, or a range for uniform random lengths (default: 5000)",

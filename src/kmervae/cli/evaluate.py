@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 MAX_BOOTSTRAP = 1_000_000
 FIT_ROWS = Bounded(int, 2)
 
-MODEL_HELP = "a model folder (VAE or PCA), checkpoint .pt or .onnx; or a baseline: " + BASELINE_HELP
+MODEL_HELP = (
+    "a model folder (VAE or PCA), checkpoint .pt or .onnx (w2:PATH: a VAE's mu and sigma, "
+    "its 2-Wasserstein distances); or a baseline: " + BASELINE_HELP
+)
 
 
 def _add_source_options(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:

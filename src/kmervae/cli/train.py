@@ -15,6 +15,7 @@ from kmervae.cli._common import (
     add_threads_option,
     fraction,
     k_groups,
+    length_range,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -24,6 +25,7 @@ from kmervae.cli._common import (
 )
 from kmervae.errors import KmervaeError, Terminated
 from kmervae.model.config import (
+    MODEL_PRESETS,
     RuntimeOptions,
     TrainConfig,
     VAEConfig,
@@ -61,10 +63,13 @@ _TRAIN_FLAGS = {
     "seed": "seed",
     "fidelity_every": "fidelity_every",
     "fidelity_pool": "fidelity_pool",
+    "noise_fraction": "noise_fraction",
+    "consistency_weight": "consistency_weight",
 }
 
 
 dropout_type = Bounded(float, 0, 1, high_open=True)
+noise_fraction_type = Bounded(float, 0, 1)
 fidelity_pool_type = Bounded(int, 10)
 
 
@@ -97,6 +102,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validation dataset (default: a seeded random --val-fraction of DATASET)",
     )
     model = parser.add_argument_group("model (default: the reference architecture)")
+    model.add_argument(
+        "--preset",
+        choices=tuple(MODEL_PRESETS),
+        help="start from a named architecture, the flags below change it: reference "
+        "(6..1-mers, the default) or research (5..1-mers, 692 features, dropout 0.1, the "
+        "research's later model)",
+    )
     model.add_argument("--ks", type=k_groups, help="k-groups, e.g. 5,4,3,2,1 (default 6,...,1)")
     model.add_argument("--hidden", type=positive_int_list, help="hidden widths (default 1024,512)")
     model.add_argument("--latent", type=positive_int, help="latent size (default 384)")
@@ -165,6 +177,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=fidelity_pool_type,
         help="held-out pool size for the fidelity, at least 10 (default 5000)",
     )
+    noise = parser.add_argument_group(
+        "length-noise views (default off)",
+        "Train the encoder to see through the noise of short contigs: a share of each "
+        "batch's rows is encoded as a view resampled from its profile at a shorter simulated "
+        "length (an exact multinomial draw per k-group, the length log-uniform in a range); "
+        "the clean profile stays the reconstruction target.",
+    )
+    noise.add_argument(
+        "--noise-fraction",
+        type=noise_fraction_type,
+        help="share of each batch's rows seen as a view, in [0, 1] (default 0: off)",
+    )
+    noise.add_argument(
+        "--noise-lengths",
+        type=length_range,
+        metavar="MIN-MAX",
+        help="simulated contig lengths in bp, drawn log-uniform (default 1000-10000)",
+    )
+    noise.add_argument(
+        "--consistency-weight",
+        type=non_negative_float,
+        help="also encode each view's clean row and pull the view's mean towards it with "
+        "this weight (scale-free, like --distance-weight; default 0)",
+    )
     run = parser.add_argument_group("runtime")
     add_device_option(run, "auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     add_threads_option(run, "CPU threads")
@@ -204,7 +240,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _configs(args: argparse.Namespace) -> tuple[VAEConfig, TrainConfig]:
-    model, train = VAEConfig().to_json(), TrainConfig().to_json()
+    model = MODEL_PRESETS[args.preset or "reference"].to_json()
+    train = TrainConfig().to_json()
     if args.resume and (args.output / "run.json").exists():
         stored = read_run_record(args.output)
         model.update(stored.get("model_config", {}))
@@ -215,6 +252,8 @@ def _configs(args: argparse.Namespace) -> tuple[VAEConfig, TrainConfig]:
     for flag, name in _TRAIN_FLAGS.items():
         if getattr(args, flag) is not None:
             train[name] = getattr(args, flag)
+    if args.noise_lengths is not None:
+        train["noise_min_length"], train["noise_max_length"] = args.noise_lengths
     return VAEConfig.from_json(model), TrainConfig.from_json(train)
 
 

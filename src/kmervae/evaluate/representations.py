@@ -8,6 +8,9 @@ spec                      representation
 ========================  ================================================================
 a path                    mu of a model (model folder, checkpoint ``.pt``, ``.onnx``, PCA
                           model folder)
+``w2:PATH``               a VAE's (mu, sigma) side by side: Euclidean distances between them
+                          are the 2-Wasserstein distances between the rows' Gaussians
+                          N(mu, diag sigma²), which count the model's uncertainty
 ``clr``                   the CLR-transformed profile, all k-groups of the dataset
 ``tetra`` (``clr4``)      CLR of the tetranucleotide (4-mer) group alone
 ``clrK1,K2,..`` e.g.      CLR of the named k-groups (``clr5,4,3,2,1``)
@@ -42,6 +45,8 @@ from kmervae.transform import clr
 
 log = logging.getLogger(__name__)
 
+#: the spec prefix of a model's (mu, sigma) representation: ``w2:PATH``
+W2_PREFIX = "w2:"
 #: rows read, transformed and embedded at once
 BLOCK_ROWS = 4096
 
@@ -143,13 +148,22 @@ def clr_rows(
     return represent_rows(CLRBaseline(ks or dataset.layout.ks), dataset, rows)
 
 
+def w2_vectors(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Rows whose Euclidean distances are the 2-Wasserstein distances between diagonal
+    Gaussians N(mu, diag sigma²): W2² = ||mu1 - mu2||² + ||sigma1 - sigma2||², so the
+    vectors are mu and sigma side by side (float32, n x 2·latent)."""
+    return np.hstack([np.asarray(mu, np.float32), np.asarray(sigma, np.float32)])
+
+
 @dataclass
 class ModelRepresentation:
-    """mu of a trained encoder (any :class:`~kmervae.model.embed.EncoderBackend`)."""
+    """mu of a trained encoder (any :class:`~kmervae.model.embed.EncoderBackend`); with
+    ``w2``, mu and sigma side by side (:func:`w2_vectors`)."""
 
     encoder: Any
     name: str = "model"
     path: Path | None = None
+    w2: bool = False
 
     @property
     def ks(self) -> tuple[int, ...]:
@@ -157,10 +171,12 @@ class ModelRepresentation:
 
     @property
     def dim(self) -> int:
-        return int(self.encoder.config.latent)
+        return int(self.encoder.config.latent) * (2 if self.w2 else 1)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        mu, _ = self.encoder.encode(x)
+        mu, logvar = self.encoder.encode(x)
+        if self.w2:
+            return w2_vectors(mu, np.exp(0.5 * np.asarray(logvar, np.float64)))
         return np.asarray(mu, np.float32)
 
     def describe(self) -> dict[str, Any]:
@@ -171,6 +187,7 @@ class ModelRepresentation:
             "fingerprint": getattr(self.encoder, "fingerprint", ""),
             "ks": list(self.ks),
             "dim": self.dim,
+            "distance": "w2 (mu, sigma)" if self.w2 else "mu",
         }
 
 
@@ -306,8 +323,8 @@ def open_representation(
 
     Parameters
     ----------
-    spec : a model folder, checkpoint ``.pt`` or ``.onnx``; or a baseline name
-        (``clr``, ``tetra``, ``clrK,..``, ``pca-N``).
+    spec : a model folder, checkpoint ``.pt`` or ``.onnx`` (``w2:PATH``: its mu and
+        sigma); or a baseline name (``clr``, ``tetra``, ``clrK,..``, ``pca-N``).
     dataset_layout : layout of the evaluated data (``clr`` and ``pca-N`` use all its groups).
     fit_dataset, fit_rows : where PCA is fitted (a training or reference set and, optionally,
         which of its rows); required for ``pca-N``.
@@ -338,13 +355,23 @@ def open_representation(
             raise InputError(f"baseline {text} must be fitted: give a dataset to fit it on")
         pca = PCABaseline(int(match.group(1)), tuple(fit_dataset.layout.ks))
         return pca.fit(fit_dataset, rows=fit_rows, max_rows=fit_max_rows, seed=seed)
-    path = Path(text)
+    w2 = low.startswith(W2_PREFIX)
+    path = Path(model_path(text))
     if not path.exists():
         raise InputError(f"{text}: neither a model path nor a baseline ({BASELINE_HELP})")
     from kmervae.model.embed import load_encoder
 
     encoder = load_encoder(path, device="cpu", threads=threads)
-    return ModelRepresentation(encoder, name=_model_name(path), path=path)
+    if w2 and not getattr(encoder, "has_sigma", True):
+        raise InputError(f"{text}: a PCA model has no sigma; w2: needs a VAE")
+    name = _model_name(path)
+    return ModelRepresentation(encoder, name=f"{name} (w2)" if w2 else name, path=path, w2=w2)
+
+
+def model_path(spec: str | Path) -> str:
+    """The model path of a model spec (``w2:PATH`` -> ``PATH``); other specs unchanged."""
+    text = str(spec)
+    return text[len(W2_PREFIX) :] if text.lower().startswith(W2_PREFIX) else text
 
 
 def _model_name(path: Path) -> str:

@@ -38,6 +38,7 @@ from kmervae.evaluate.representations import (
     Representation,
     describe_representation,
     is_baseline,
+    model_path,
     open_representation,
     represent_rows,
 )
@@ -116,8 +117,8 @@ def _held_out(source: Source, dataset: ProfileDataset) -> HeldOut:
         )
     if is_baseline(source.spec):
         return held_out_rows(dataset, run_dir=source.run_dir)
-    held = held_out_rows(dataset, run_dir=source.run_dir, model_path=source.spec)
-    record = training_record(source.spec, run_dir=source.run_dir)
+    held = held_out_rows(dataset, run_dir=source.run_dir, model_path=model_path(source.spec))
+    record = training_record(model_path(source.spec), run_dir=source.run_dir)
     if record is None:
         log.warning(
             "%s records no training data (no run.json beside it, no training_data in its "
@@ -312,11 +313,12 @@ def run_reconstruction(
         raise InputError(
             f"{source.spec}: a baseline has no decoder; reconstruction needs a trained model"
         )
-    if model_kind(source.spec) == "pca":
+    path = model_path(source.spec)  # a w2: spec reconstructs like its model
+    if model_kind(path) == "pca":
         raise InputError(
             f"{source.spec}: a PCA model has no decoder; reconstruction needs a trained VAE"
         )
-    if str(source.spec).lower().endswith(".onnx"):
+    if path.lower().endswith(".onnx"):
         raise InputError(
             f"{source.spec}: an exported ONNX file holds the encoder only; reconstruction "
             "needs the model folder (with its decoder)"
@@ -327,7 +329,7 @@ def run_reconstruction(
 
     ds = open_dataset(dataset)
     held = _held_out(source, ds)
-    model = load_model(source.spec)
+    model = load_model(path)
     rows = sample_rows(held.rows, max_rows, source.seed)
     result = reconstruction_mse(model, ds, rows)
     header = {

@@ -22,6 +22,7 @@ from kmervae.model.config import TrainConfig, VAEConfig
 from kmervae.model.run_folder import RunFiles, RunHistory
 from kmervae.model.schedules import PlateauState, cosine_lr, kl_weight, plateau_step
 from kmervae.model.vae import VAE, vae_loss
+from kmervae.model.views import LengthNoise, consistency_term, noisy_batch
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,15 @@ def train_epoch(
     klw = kl_weight(index, cfg.kl_warmup)
     torch.manual_seed(cfg.seed * 1_000_003 + index)
     model.train()
+    noise = LengthNoise.of(cfg)
     sums = torch.zeros(3, device=device, dtype=torch.float64)
     n_seen = 0
     for batch in session.train_batches.epoch(
         cfg.batch_size, seed=cfg.seed * 7919 + index, drop_last=True
     ):
-        _, _, losses = forward(session.step_model, batch, config, klw, session.use_bf16)
+        _, _, losses = forward(
+            session.step_model, batch, config, klw, session.use_bf16, noise=noise
+        )
         session.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         session.optimizer.step()
@@ -186,13 +190,23 @@ def train_epoch(
 
 
 def forward(
-    model: torch.nn.Module, batch: torch.Tensor, config: VAEConfig, klw: float, use_bf16: bool
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    config: VAEConfig,
+    klw: float,
+    use_bf16: bool,
+    noise: LengthNoise | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """One pass of ``batch`` (float32, n x F raw profiles) through ``model`` (under bf16
     autocast when asked): the reconstruction, its target (the CLR rows) and the loss parts
-    (:func:`kmervae.model.vae.vae_loss` with KL weight ``klw``)."""
+    (:func:`kmervae.model.vae.vae_loss` with KL weight ``klw``). With ``noise`` the encoder
+    reads length-noise views of some rows (:func:`kmervae.model.views.noisy_batch`) and,
+    with a consistency weight, the loss gains its term (also reported as ``consistency``)."""
+    seen, twins = None, None
+    if noise is not None:
+        batch, seen, twins = noisy_batch(batch, config.layout, noise)
     with torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        recon, target, mu, logvar = model(batch)
+        recon, target, mu, logvar = model(batch, seen)
         losses = vae_loss(
             recon,
             target,
@@ -203,6 +217,11 @@ def forward(
             distance_weight=config.distance_weight,
             distance_locality=config.distance_locality,
         )
+        if noise is not None and noise.consistency_weight > 0 and twins is not None:
+            n_clean = batch.shape[0] - twins.numel()
+            term = consistency_term(mu[n_clean:], mu[twins])
+            losses["consistency"] = term
+            losses["loss"] = losses["loss"] + noise.consistency_weight * target.shape[1] * term
     return recon, target, losses
 
 

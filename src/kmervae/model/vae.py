@@ -95,7 +95,9 @@ class Decoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """Encoder + decoder. ``forward`` returns (reconstruction, CLR target, mu, log var)."""
+    """Encoder + decoder. ``forward`` returns (reconstruction, CLR target, mu, log var);
+    with ``seen`` (a length-noise view of ``x``, :mod:`kmervae.model.views`) the encoder
+    reads ``seen`` and the target stays the CLR of ``x``."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -103,9 +105,11 @@ class VAE(nn.Module):
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, x: torch.Tensor, seen: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
         target = self.encoder.clr(x)
-        mu, logvar = self.encoder.forward_clr(target)
+        mu, logvar = self.encoder.forward_clr(target if seen is None else self.encoder.clr(seen))
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return self.decoder(z), target, mu, logvar
 
