@@ -53,17 +53,32 @@ def multinomial_counts(p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     ``p`` (rows x width) holds non-negative weights (need not sum to 1); ``n`` (rows,)
     the number of draws of each row. Returns float32 counts (rows x width) whose rows sum
     to ``n`` (a row whose weights are all 0 gets no counts). Exact: the draws are split
-    between the two halves of the categories by a binomial with the halves' share of the
-    weight, then each half likewise, down to single categories.
+    between two halves of the categories by a binomial with the halves' share of the
+    weight, then each half likewise, down to single categories. A width that is not a power
+    of two is first cut into power-of-two blocks (2080 = 2048 + 32), the draws shared out
+    between the blocks the same way.
     """
+    p = p.float().clamp_min(0)
+    width = p.shape[1]
+    sizes = [1 << bit for bit in reversed(range(width.bit_length())) if width >> bit & 1]
+    if len(sizes) == 1:
+        return _binomial_tree(p, n.float())
+    blocks = p.split(sizes, dim=1)
+    shares = _binomial_tree(torch.stack([b.sum(dim=1) for b in blocks], dim=1), n.float())
+    return torch.cat([_binomial_tree(block, shares[:, j]) for j, block in enumerate(blocks)], dim=1)
+
+
+def _binomial_tree(p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """:func:`multinomial_counts` by one tree of binomial splits over ``p`` (float32),
+    padded to a power of two."""
     rows, width = p.shape
     depth = max(1, math.ceil(math.log2(width)))
-    leaves = F.pad(p.float().clamp_min(0), (0, 2**depth - width))
+    leaves = F.pad(p, (0, 2**depth - width))
     # weight under every node, level by level: level d has 2**d nodes
     levels = [leaves]
     for _ in range(depth):
         levels.append(levels[-1].reshape(rows, -1, 2).sum(dim=2))
-    counts = n.float().reshape(rows, 1) * (levels[-1] > 0)
+    counts = n.reshape(rows, 1) * (levels[-1] > 0)
     for children in reversed(levels[:-1]):
         left, right = children[:, 0::2], children[:, 1::2]
         total = left + right
