@@ -266,3 +266,50 @@ def test_cli_noise_options_and_preset(tmp_path, capsys):
     assert exit_code([*base, "-o", str(tmp_path / "research"), "--preset", "research"]) != 0
     assert "5" in capsys.readouterr().err
     assert not (tmp_path / "research").exists()
+
+
+def test_views_of_long_contigs_are_as_noisy_as_real_short_contigs(tmp_path):
+    """On a real genome (E. coli K-12, shipped with the demo): 2 kbp views of 50 kbp contigs
+    scatter around the genome's profile about as far as real 2 kbp contigs do at 6- and
+    5-mers, less at lower k; views at 50 kbp move far less."""
+    from importlib.resources import files
+
+    from kmervae.io.chop import ChopSpec, chop_genomes
+    from kmervae.io.dataset import open_dataset
+    from kmervae.kmers.profile import profile_fasta
+    from kmervae.model.data import read_rows
+    from kmervae.transform import clr
+
+    genome = files("kmervae.demo") / "data" / "Escherichia_coli_K-12_MG1655.fa.gz"
+    sets = {}
+    for name, length in (("short", 2000), ("long", 50_000)):
+        fasta = tmp_path / f"{name}.fa"
+        chop_genomes([genome], fasta, ChopSpec(length, length, length))
+        ds = open_dataset(profile_fasta([fasta], tmp_path / f"{name}.kmv").output)
+        sets[name] = read_rows(ds, np.arange(ds.layout.n_features), np.arange(ds.n_rows))
+    layout = ds.layout
+    whole = sets["long"].mean(axis=0, keepdims=True)
+
+    def scatter(x):
+        """Mean squared CLR distance from the genome's profile, per k-group."""
+        d = clr(x, layout) - clr(whole, layout)
+        return {
+            k: float(np.mean(np.sum(d[:, layout.group_slice(k)] ** 2, axis=1))) for k in layout.ks
+        }
+
+    torch.manual_seed(8)
+    long_rows = torch.from_numpy(sets["long"])
+    views = {
+        length: length_views(long_rows, layout, torch.full((len(long_rows),), float(length)))
+        for length in (2000, 50_000)
+    }
+    real, at_2k, at_50k = (
+        scatter(sets["short"]),
+        scatter(views[2000].numpy()),
+        scatter(views[50_000].numpy()),
+    )
+    # sampling noise is nearly all of a short contig's 6- and 5-mer scatter; at lower k the
+    # genome's own heterogeneity (which views do not add) is a growing part
+    for k, low in ((6, 0.9), (5, 0.8), (4, 0.5), (3, 0.3)):
+        assert low * real[k] < at_2k[k] <= 1.05 * real[k], (k, at_2k[k], real[k])
+        assert at_50k[k] < 0.25 * at_2k[k]
