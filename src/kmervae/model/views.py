@@ -27,8 +27,8 @@ from kmervae.model.config import TrainConfig
 
 @dataclass(frozen=True)
 class LengthNoise:
-    """Length-noise training: each batch row is replaced by a view with probability
-    ``fraction``, at a length drawn log-uniform in [``min_length``, ``max_length``] bp;
+    """Length-noise training: a random ``fraction`` of each batch's rows is replaced by
+    views, each at a length drawn log-uniform in [``min_length``, ``max_length``] bp;
     ``consistency_weight`` > 0 also encodes the clean twin of every view and adds that
     weight x F x :func:`consistency_term` to the loss."""
 
@@ -121,7 +121,9 @@ def noisy_batch(
     appended, so every view has its clean twin in the same batch.
     """
     rows = x.shape[0]
-    chosen = torch.nonzero(torch.rand(rows, device=x.device) < noise.fraction).flatten()
+    # a fixed number of views per batch: the same shapes every step (compiled models, CUDA
+    # graphs) and no wait for the device to say how many
+    chosen = torch.randperm(rows, device=x.device)[: round(noise.fraction * rows)].sort().values
     lengths = sample_lengths(chosen.numel(), noise.min_length, noise.max_length, x.device)
     views = length_views(x[chosen], layout, lengths).to(x.dtype)
     if noise.consistency_weight > 0:
