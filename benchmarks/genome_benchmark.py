@@ -61,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from kmervae.cli._common import length_range
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GENOMES = Path(os.environ.get("KMERVAE_GENOMES", ROOT.parent / "shared/data/genomes"))
 RANKS = ("genome", "species", "genus", "family", "phylum")
@@ -435,11 +437,6 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _length_range(text: str) -> tuple[int, int]:
-    lo, hi = (int(x) for x in text.split("-", 1))
-    return lo, hi
-
-
 def _float_list(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(","))
 
@@ -452,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--genomes", type=Path, default=DEFAULT_GENOMES)
     parser.add_argument("--out", type=Path, default=Path("genome_benchmark_out"))
-    parser.add_argument("--lengths", type=_length_range, default=(2000, 20000), metavar="MIN-MAX")
+    parser.add_argument("--lengths", type=length_range, default=(2000, 20000), metavar="MIN-MAX")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--epochs", type=int, default=30)
@@ -493,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--noise-lengths",
-        type=_length_range,
+        type=length_range,
         default=(1000, 10000),
         metavar="MIN-MAX",
         help="simulated lengths of the views, log-uniform (default 1000-10000)",

@@ -213,22 +213,9 @@ def test_cli_noise_options_and_preset(tmp_path, capsys):
     base = [
         "train",
         str(data),
-        "--hidden",
-        "16",
-        "--latent",
-        "2",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "48",
-        "--kl-warmup",
-        "1",
-        "--fidelity-every",
-        "0",
-        "-t",
-        "1",
-        "-q",
+        *["--hidden", "16", "--latent", "2", "--epochs", "1", "--batch-size", "48"],
     ]
+    base += ["--kl-warmup", "1", "--fidelity-every", "0", "-t", "1", "-q"]
     run = tmp_path / "run"
     args = [
         *base,
