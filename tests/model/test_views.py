@@ -78,6 +78,17 @@ def test_the_tree_draws_what_numpy_multinomial_draws(width):
         assert chi2 < dof + 6 * math.sqrt(2 * dof)
 
 
+def test_no_rows_and_no_views():
+    """A batch too small for any view (or an empty one) passes through."""
+    empty = multinomial_counts(torch.zeros(0, 2080), torch.zeros(0))
+    assert empty.shape == (0, 2080)
+    layout = FeatureLayout((2, 1))
+    x = torch.full((1, layout.n_features), 0.25)
+    x[:, layout.group_slice(1)] = 0.5
+    clean, seen, twins = noisy_batch(x, layout, LengthNoise(0.3, 100, 1000, 1.0))
+    assert torch.equal(clean, x) and torch.equal(seen, x) and twins.numel() == 0
+
+
 def test_lengths_are_log_uniform_in_the_range():
     torch.manual_seed(2)
     lengths = sample_lengths(40_000, 1000, 10_000, torch.device("cpu")).numpy()
@@ -242,6 +253,7 @@ def test_cli_noise_options_and_preset(tmp_path, capsys):
     for bad, message in (
         (["--noise-fraction", "2"], "--noise-fraction"),
         (["--noise-lengths", "3000-300"], "--noise-lengths"),
+        (["--noise-lengths", "5-300"], "at least 10 bp"),
         (["--consistency-weight", "1"], "needs length-noise views"),
     ):
         out = tmp_path / "bad"

@@ -70,6 +70,16 @@ _TRAIN_FLAGS = {
 
 dropout_type = Bounded(float, 0, 1, high_open=True)
 noise_fraction_type = Bounded(float, 0, 1)
+
+
+def noise_lengths_type(text: str) -> tuple[int, int]:
+    """``MIN-MAX`` simulated lengths of length-noise views, MIN at least 10 bp."""
+    low, high = length_range(text)
+    if low < 10:
+        raise argparse.ArgumentTypeError(f"MIN must be at least 10 bp, got {text!r}")
+    return low, high
+
+
 fidelity_pool_type = Bounded(int, 10)
 
 
@@ -191,7 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     noise.add_argument(
         "--noise-lengths",
-        type=length_range,
+        type=noise_lengths_type,
         metavar="MIN-MAX",
         help="simulated contig lengths in bp, drawn log-uniform (default 1000-10000)",
     )

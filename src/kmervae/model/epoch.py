@@ -217,7 +217,7 @@ def forward(
             distance_weight=config.distance_weight,
             distance_locality=config.distance_locality,
         )
-        if noise is not None and noise.consistency_weight > 0 and twins is not None:
+        if twins is not None and noise is not None and noise.consistency_weight > 0:
             n_clean = batch.shape[0] - twins.numel()
             term = consistency_term(mu[n_clean:], mu[twins])
             losses["consistency"] = term

@@ -77,14 +77,14 @@ def _binomial_tree(p: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     # weight under every node, level by level: level d has 2**d nodes
     levels = [leaves]
     for _ in range(depth):
-        levels.append(levels[-1].reshape(rows, -1, 2).sum(dim=2))
+        levels.append(levels[-1].reshape(rows, levels[-1].shape[1] // 2, 2).sum(dim=2))
     counts = n.reshape(rows, 1) * (levels[-1] > 0)
     for children in reversed(levels[:-1]):
         left, right = children[:, 0::2], children[:, 1::2]
         total = left + right
         share = torch.where(total > 0, left / total.clamp_min(1e-30), torch.zeros_like(total))
         left_counts = torch.binomial(counts, share.clamp(0.0, 1.0))
-        counts = torch.stack((left_counts, counts - left_counts), dim=2).reshape(rows, -1)
+        counts = torch.stack((left_counts, counts - left_counts), dim=2).flatten(1)
     return counts[:, :width]
 
 
